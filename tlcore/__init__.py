@@ -1,0 +1,77 @@
+"""tlcore: train deep-learning models on huge microscopy timelapses, read lazily in place.
+
+Importing tlcore is cheap: readers, dask, MONAI and torch load only when first used.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from tlcore._version import __version__
+from tlcore.api import levels, list_scenes, open_lazy, time_axis
+from tlcore.errors import (
+    LevelNotFoundError,
+    NoReaderError,
+    PluginLoadWarning,
+    ReaderError,
+    SceneNotFoundError,
+    TlcoreError,
+)
+from tlcore.hookspecs import hookimpl
+from tlcore.images import LazyImage
+from tlcore.registry import Registry, get_registry, reset_registry
+from tlcore.source import Source
+from tlcore.types import DIMS, Level, PixelSizes, ReaderInfo, TimeAxis
+
+if TYPE_CHECKING:
+    from tlcore.transforms import ComputeDaskd, LoadLazyd, RandLazyCropd
+
+# Transforms need MONAI and torch: resolved on first attribute access only.
+_LAZY = {
+    "ComputeDaskd": "tlcore.transforms",
+    "LoadLazyd": "tlcore.transforms",
+    "RandLazyCropd": "tlcore.transforms",
+}
+
+__all__ = [
+    "DIMS",
+    "ComputeDaskd",
+    "LazyImage",
+    "Level",
+    "LevelNotFoundError",
+    "LoadLazyd",
+    "NoReaderError",
+    "PixelSizes",
+    "PluginLoadWarning",
+    "RandLazyCropd",
+    "ReaderError",
+    "ReaderInfo",
+    "Registry",
+    "SceneNotFoundError",
+    "Source",
+    "TimeAxis",
+    "TlcoreError",
+    "__version__",
+    "get_registry",
+    "hookimpl",
+    "levels",
+    "list_scenes",
+    "open_lazy",
+    "reset_registry",
+    "time_axis",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tlcore' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

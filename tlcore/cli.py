@@ -1,0 +1,145 @@
+"""The ``tlcore`` command: ``plugins``, ``info`` and ``demo``.
+
+Only the standard library and the registry are imported up front; ``info`` imports dask through
+the reader it uses, ``demo`` imports torch and MONAI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from tlcore.errors import TlcoreError
+
+
+def _plugins(args: argparse.Namespace) -> int:
+    from tlcore.registry import get_registry
+
+    records = get_registry().records()
+    if args.json:
+        print(json.dumps([r.as_dict() for r in records], indent=2))
+        return 0
+    if not records:
+        print("no tlcore reader plugins installed; try: pip install tlcore-ome-zarr")
+        return 0
+    rows = [("NAME", "DISTRIBUTION", "VERSION", "EXTENSIONS", "STATUS")]
+    for r in records:
+        status = r.status if r.status != "failed" else f"failed: {r.error}"
+        rows.append(
+            (r.name, r.distribution or "-", r.version or "-", " ".join(r.extensions) or "-", status)
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths)) + "  " + row[4])
+    return 0
+
+
+def describe(path: str, reader: str | None = None) -> dict[str, Any]:
+    """Everything ``tlcore info --json`` prints about a file, as a dict."""
+    import tlcore
+    from tlcore.registry import get_registry
+    from tlcore.source import Source
+
+    source = Source.from_any(path)
+    chosen = get_registry().select(source, reader)
+    scenes = []
+    for index, scene_id in enumerate(tlcore.list_scenes(source, reader=chosen)):
+        image = tlcore.open_lazy(source, scene=index, reader=chosen)
+        levels = tlcore.levels(source, scene=index, reader=chosen)
+        axis = image.time_axis
+        scenes.append(
+            {
+                "id": scene_id,
+                "name": image.scene_name,
+                "shape": list(image.shape),
+                "dtype": str(image.dtype),
+                "chunks": [int(c) for c in image.data.chunksize],
+                "levels": [list(lv.shape) for lv in levels],
+                "downsampling": [list(lv.downsampling) for lv in levels],
+                "timestamps": list(axis.timestamps) if axis.timestamps is not None else None,
+                "interval": axis.interval,
+                "channel_names": list(image.channel_names),
+                "pixel_sizes": image.pixel_sizes._asdict(),
+            }
+        )
+    return {"path": source.uri, "reader": chosen, "scenes": scenes}
+
+
+def _fmt(value: float | None, unit: str) -> str:
+    return "?" if value is None else f"{value:g} {unit}"
+
+
+def _info(args: argparse.Namespace) -> int:
+    info = describe(args.path, args.reader)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"{info['path']}\n  reader: {info['reader']}\n  scenes: {len(info['scenes'])}")
+    for i, s in enumerate(info["scenes"]):
+        name = f" ({s['name']})" if s["name"] and s["name"] != s["id"] else ""
+        print(f"  [{i}] {s['id']}{name}")
+        print(f"      shape TCZYX {tuple(s['shape'])}  {s['dtype']}  chunks {tuple(s['chunks'])}")
+        for lv, (shape, down) in enumerate(zip(s["levels"], s["downsampling"])):
+            print(f"      level {lv}: {tuple(shape)}  downsampling {tuple(down)}")
+        stamps = s["timestamps"]
+        t_desc = f"{s['shape'][0]} timepoints, interval {_fmt(s['interval'], 's')}"
+        if stamps:
+            t_desc += f", timestamps {stamps[0]:g}..{stamps[-1]:g} s"
+        print(f"      time: {t_desc}")
+        ps = {k: "?" if v is None else f"{v:g}" for k, v in s["pixel_sizes"].items()}
+        print(f"      pixel size (um): z {ps['z']}, y {ps['y']}, x {ps['x']}")
+        print(f"      channels: {', '.join(s['channel_names'])}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from tlcore.demo import run_demo
+
+    return run_demo(out_dir=args.out, n_crops=args.crops, roi=tuple(args.roi), seed=args.seed)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from tlcore import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="tlcore", description="Lazy microscopy timelapses for deep learning."
+    )
+    parser.add_argument("--version", action="version", version=f"tlcore {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("plugins", help="list the installed reader plugins")
+    p.add_argument("--json", action="store_true", help="print one JSON list")
+    p.set_defaults(func=_plugins)
+
+    p = sub.add_parser("info", help="describe a file: reader, scenes, levels, time, pixels")
+    p.add_argument("path", help="local path or URL (s3://...)")
+    p.add_argument("--reader", default=None, help="force a reader by name")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_info)
+
+    p = sub.add_parser("demo", help="write a synthetic timelapse and read random crops lazily")
+    p.add_argument("--out", default="demo-output", help="folder for the synthetic data")
+    p.add_argument("--crops", type=int, default=200, help="number of random crops to read")
+    p.add_argument("--roi", type=int, nargs=3, default=[16, 128, 128], metavar=("Z", "Y", "X"))
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+        return code
+    except (TlcoreError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+        print(f"tlcore: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""Building blocks for a reader's lazy array: a picklable TCZYX window onto stored pixels, and
+the dask array built on it.
+
+A plugin subclasses :class:`ArrayReader` (say how to open the native array and how to read one
+region) and calls :func:`as_dask`. That gives, for free, what the ``open_lazy`` contract asks:
+TCZYX order, metadata-only opening, pickling without open handles, and a dask graph whose
+per-crop cost does not grow with the number of chunks (the reader is inlined into each task
+instead of being one shared graph key; see NOTES on ``inline_array``).
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import dask.array as da
+
+Region = tuple[slice, slice, slice, slice, slice]
+
+
+@dataclass
+class ReadStats:
+    """Process-wide count of the regions tlcore readers served (for demos and benchmarks)."""
+
+    regions: int = 0
+    bytes: int = 0
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def add(self, nbytes: int) -> None:
+        with self._lock:
+            self.regions += 1
+            self.bytes += nbytes
+
+    def reset(self) -> None:
+        with self._lock:
+            self.regions = 0
+            self.bytes = 0
+
+    def snapshot(self) -> tuple[int, int]:
+        with self._lock:
+            return self.regions, self.bytes
+
+
+#: Regions and bytes served by every :class:`ArrayReader` in this process.
+read_stats = ReadStats()
+
+
+class ArrayReader(abc.ABC):
+    """A TCZYX, numpy-style view of one stored array that opens its file lazily.
+
+    Subclasses set ``shape``, ``dtype`` and ``chunks`` in ``__init__`` from metadata alone and
+    implement :meth:`_open` and :meth:`_read`. The handle that :meth:`_open` returns is cached
+    per process and dropped on pickling, so an unpickled reader (in a DataLoader worker) reopens
+    the file on its first read.
+    """
+
+    ndim = 5
+
+    def __init__(
+        self,
+        shape: Sequence[int],
+        dtype: Any,
+        chunks: Sequence[int],
+    ) -> None:
+        if len(shape) != 5 or len(chunks) != 5:
+            raise ValueError(f"shape and chunks must be TCZYX, got {shape} and {chunks}")
+        self.shape = tuple(int(n) for n in shape)
+        self.dtype = np.dtype(dtype)
+        self.chunks = tuple(max(1, min(int(c), max(int(n), 1))) for c, n in zip(chunks, shape))
+        self._handle: Any = None
+        self._handle_lock = threading.Lock()
+
+    # -- what a plugin implements ------------------------------------------------------------
+    @abc.abstractmethod
+    def identity(self) -> tuple[Any, ...]:
+        """A tuple of plain values that identifies the stored array (uri, scene, level...).
+        Used to name the dask array deterministically."""
+
+    @abc.abstractmethod
+    def _open(self) -> Any:
+        """Open the native array or file, read-only. Called at most once per process."""
+
+    @abc.abstractmethod
+    def _read(self, handle: Any, region: Region) -> np.ndarray:
+        """Return the pixels of ``region`` (five slices with concrete start/stop and step 1) as
+        an array of exactly that shape, TCZYX."""
+
+    # -- what tlcore provides ----------------------------------------------------------------
+    @property
+    def handle(self) -> Any:
+        if self._handle is None:
+            with self._handle_lock:
+                if self._handle is None:
+                    self._handle = self._open()
+        return self._handle
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        region, post = _normalize_key(key, self.shape)
+        out = self._read(self.handle, region)
+        expected = tuple(s.stop - s.start for s in region)
+        if out.shape != expected:
+            raise ValueError(
+                f"{type(self).__name__} returned shape {out.shape} for region {region}, "
+                f"expected {expected}"
+            )
+        out = np.asarray(out, dtype=self.dtype)
+        read_stats.add(out.nbytes)
+        return out[post] if post else out
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_handle"] = None
+        del state["_handle_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._handle_lock = threading.Lock()
+
+    def __dask_tokenize__(self) -> tuple[Any, ...]:
+        return (type(self).__qualname__, self.identity(), self.shape, str(self.dtype))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.identity()!r}, shape={self.shape}, dtype={self.dtype})"
+
+
+def _normalize_key(key: Any, shape: tuple[int, ...]) -> tuple[Region, tuple[Any, ...]]:
+    """Split a basic numpy index into the contiguous region to read and the index to apply to
+    it afterwards (steps and integer squeezes)."""
+    if not isinstance(key, tuple):
+        key = (key,)
+    if any(k is Ellipsis for k in key):
+        i = next(i for i, k in enumerate(key) if k is Ellipsis)
+        key = key[:i] + (slice(None),) * (len(shape) - len(key) + 1) + key[i + 1 :]
+    key = key + (slice(None),) * (len(shape) - len(key))
+    if len(key) != len(shape):
+        raise IndexError(f"too many indices for a {len(shape)}-D array: {key!r}")
+    region: list[slice] = []
+    post: list[Any] = []
+    needs_post = False
+    for k, n in zip(key, shape):
+        if isinstance(k, (int, np.integer)):
+            i = int(k) + n if k < 0 else int(k)
+            if not 0 <= i < n:
+                raise IndexError(f"index {k} out of range for axis of size {n}")
+            region.append(slice(i, i + 1))
+            post.append(0)
+            needs_post = True
+        elif isinstance(k, slice):
+            start, stop, step = k.indices(n)
+            if step < 0:
+                lo, hi = (stop + 1, start + 1) if start >= 0 else (0, 0)
+                lo = max(lo, 0)
+                region.append(slice(lo, max(hi, lo)))
+                post.append(slice(None, None, step))
+                needs_post = True
+            else:
+                stop = max(stop, start)
+                region.append(slice(start, stop))
+                if step != 1:
+                    post.append(slice(None, None, step))
+                    needs_post = True
+                else:
+                    post.append(slice(None))
+        else:
+            raise IndexError(f"ArrayReader supports ints and slices only, got {k!r}")
+    r = (region[0], region[1], region[2], region[3], region[4])
+    return r, (tuple(post) if needs_post else ())
+
+
+def as_dask(reader: ArrayReader, chunks: Sequence[int] | None = None) -> da.Array:
+    """Wrap ``reader`` in a dask array, chunked like the storage (or as ``chunks`` says).
+
+    Nothing is read: dask is given the dtype and an empty meta array, so it never probes the
+    reader.
+    """
+    import dask.array as da
+    from dask.base import tokenize
+
+    return da.from_array(
+        reader,
+        chunks=tuple(chunks) if chunks is not None else reader.chunks,
+        name=f"tlcore-{tokenize(reader)}",
+        inline_array=True,
+        fancy=False,
+        lock=False,
+        asarray=False,
+        meta=np.empty((0,) * reader.ndim, dtype=reader.dtype),
+    )

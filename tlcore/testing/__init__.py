@@ -1,0 +1,1 @@
+"""Conformance kit and synthetic data for plugin authors."""
