@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def tlcore(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tlcore.cli", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_plugins_lists_ome_zarr() -> None:
+    result = tlcore("plugins")
+    assert result.returncode == 0, result.stderr
+    line = next(line for line in result.stdout.splitlines() if line.startswith("ome-zarr"))
+    assert "tlcore-ome-zarr" in line and ".ome.zarr" in line and line.endswith("loaded")
+
+    plugins = json.loads(tlcore("plugins", "--json").stdout)
+    (entry,) = [p for p in plugins if p["name"] == "ome-zarr"]
+    assert entry["status"] == "loaded" and entry["error"] is None
+    assert entry["distribution"] == "tlcore-ome-zarr" and entry["version"]
+
+
+# What each readable shared store holds, checked against its zarr metadata by hand.
+EXPECTED = {
+    "example-timelapse_from_nd2.ome.zarr": [
+        dict(id="example-timelapse_from_nd2.ome", shape=[53, 1, 1, 64, 64], dtype="uint16",
+             chunks=[53, 1, 1, 64, 64], levels=[[53, 1, 1, 64, 64]], interval=0.50016,
+             pixel_sizes={"z": None, "y": 0.325, "x": 0.325}),
+    ],
+    "fake-series-2.zarr": [
+        dict(id="Image:0", name="series", shape=[1, 1, 1, 512, 512], dtype="uint8",
+             levels=[[1, 1, 1, 512, 512], [1, 1, 1, 256, 256]], interval=None,
+             pixel_sizes={"z": None, "y": None, "x": None}),
+        dict(id="Image:1", name="series 2", shape=[1, 1, 1, 512, 512], dtype="uint8",
+             levels=[[1, 1, 1, 512, 512], [1, 1, 1, 256, 256]], interval=None),
+    ],
+    "image-04.zarr": [
+        dict(id="Image:0", shape=[1, 1, 2, 64, 64], dtype="float64", chunks=[1, 1, 1, 32, 32],
+             levels=[[1, 1, 2, 64, 64], [1, 1, 2, 32, 32]],
+             pixel_sizes={"z": 1.0, "y": 1.0, "x": 1.0}),
+    ],
+    "image-03.zarr": [
+        dict(id="Image:0", shape=[1, 1, 2, 100, 100], dtype="float64", chunks=[1, 1, 1, 50, 100],
+             levels=[[1, 1, 2, 100, 100]]),
+    ],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("store", sorted(EXPECTED))
+def test_info_json_figures(testdata: Path, store: str) -> None:
+    path = testdata / "ome-zarr" / store
+    result = tlcore("info", "--json", str(path))
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert info["path"] == str(path) and info["reader"] == "ome-zarr"
+    assert len(info["scenes"]) == len(EXPECTED[store])
+    for scene, want in zip(info["scenes"], EXPECTED[store]):
+        assert set(scene) >= {"id", "name", "shape", "dtype", "chunks", "levels", "timestamps",
+                              "interval", "channel_names", "pixel_sizes"}  # fmt: skip
+        for key, value in want.items():
+            if isinstance(value, float):
+                assert scene[key] == pytest.approx(value), key
+            else:
+                assert scene[key] == value, key
+        assert scene["timestamps"] is None  # OME-NGFF stores a regular grid, no per-frame times
+        assert len(scene["channel_names"]) == scene["shape"][1]
+
+
+def test_info_human_readable(testdata: Path) -> None:
+    result = tlcore("info", str(testdata / "ome-zarr" / "fake-series-2.zarr"))
+    assert result.returncode == 0, result.stderr
+    assert "reader: ome-zarr" in result.stdout and "scenes: 2" in result.stdout
+    assert "[1] Image:1 (series 2)" in result.stdout
+    assert "level 1: (1, 1, 1, 256, 256)  downsampling (1.0, 1.0, 1.0, 2.0, 2.0)" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("relative", "expected"),
+    [
+        ("nd2/example-timelapse.nd2", "pip install tlcore-nd2"),
+        ("czi/CellDivision_T3_Z5_CH2_X240_Y170.czi", "pip install tlcore-czi"),
+        ("ome-tiff/FLIM-modulo-sample.ome.tif", "pip install tlcore-ome-tiff"),
+    ],
+)
+def test_info_without_a_plugin_exits_with_the_registry_message(
+    testdata: Path, relative: str, expected: str
+) -> None:
+    result = tlcore("info", str(testdata / relative))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert str(testdata / relative) in result.stderr
+    assert expected in result.stderr and "installed readers:" in result.stderr
+
+
+def test_info_on_missing_path(tmp_path: Path) -> None:
+    result = tlcore("info", str(tmp_path / "missing.ome.zarr"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "No such file or directory" in result.stderr and "missing.ome.zarr" in result.stderr
+
+
+def test_info_on_broken_store(tmp_path: Path) -> None:
+    store = tmp_path / "broken.ome.zarr"
+    store.mkdir()
+    (store / "zarr.json").write_text("{ this is not json")
+    result = tlcore("info", str(store))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "broken.ome.zarr" in result.stderr and "ome-zarr: unreadable zarr metadata" in result.stderr
