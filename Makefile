@@ -23,8 +23,8 @@ demo: $(STAMP)
 	$(BIN)/tlcore demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check tlcore plugins tests
-	$(BIN)/ruff format --check tlcore plugins tests
+	$(BIN)/ruff check tlcore plugins tests conftest.py
+	$(BIN)/ruff format --check tlcore plugins tests conftest.py
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -110,4 +110,6 @@ def test_info_on_broken_store(tmp_path: Path) -> None:
     (store / "zarr.json").write_text("{ this is not json")
     result = tlcore("info", str(store))
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "broken.ome.zarr" in result.stderr and "ome-zarr: unreadable zarr metadata" in result.stderr
+    assert (
+        "broken.ome.zarr" in result.stderr and "ome-zarr: unreadable zarr metadata" in result.stderr
+    )

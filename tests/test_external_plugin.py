@@ -16,7 +16,7 @@ import tlcore
 from tlcore import PluginLoadWarning, Registry
 
 PLUGIN = textwrap.dedent(
-    '''
+    """
     import numpy as np
     import tlcore
     from tlcore.lazy import ArrayReader, as_dask
@@ -28,7 +28,8 @@ PLUGIN = textwrap.dedent(
         def identity(self):
             return (self.path,)
         def _open(self):
-            return np.frombuffer(open(self.path, "rb").read()[4:132], "uint8").reshape(2, 1, 1, 8, 8)
+            raw = open(self.path, "rb").read()[4:132]
+            return np.frombuffer(raw, "uint8").reshape(2, 1, 1, 8, 8)
         def _read(self, handle, region):
             return handle[region]
 
@@ -46,7 +47,7 @@ PLUGIN = textwrap.dedent(
             data=as_dask(_Reader(source.uri)), scene="Image:0", level=0,
             time_axis=tlcore.TimeAxis(2, interval=10.0), pixel_sizes=tlcore.PixelSizes(),
             channel_names=("gray",))
-    '''
+    """
 )
 
 
@@ -95,7 +96,10 @@ def test_external_plugin_is_discovered_and_reads(site: Path, cube: Path) -> None
 
 
 def test_cli_lists_external_and_broken_plugins(site: Path, cube: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
+    }
     result = subprocess.run(
         [sys.executable, "-m", "tlcore.cli", "plugins", "--json"],
         capture_output=True, text=True, env=env, check=True,

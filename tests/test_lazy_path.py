@@ -30,11 +30,11 @@ def store(synthetic_store: Callable[..., Path]) -> Path:
     return synthetic_store(shape=SHAPE, chunks=CHUNKS, interval_s=5.0)
 
 
-def chunk_files(store: Path, t: int, start: tuple[int, ...], size: tuple[int, ...], channels: range) -> set[str]:
+def chunk_files(
+    store: Path, t: int, start: tuple[int, ...], size: tuple[int, ...], channels: range
+) -> set[str]:
     """The chunk files a (C)ZYX box of timepoint t must read, zarr v3 key encoding."""
-    ranges = [
-        range(s // k, (s + n - 1) // k + 1) for s, n, k in zip(start, size, CHUNKS[2:])
-    ]
+    ranges = [range(s // k, (s + n - 1) // k + 1) for s, n, k in zip(start, size, CHUNKS[2:])]
     return {
         os.path.join(str(store), "0", "c", str(t), str(c), *(str(i) for i in idx))
         for c in channels
@@ -85,7 +85,9 @@ def test_monai_crop_reads_only_touched_chunks(store: Path, file_opens) -> None: 
 
 def test_rand_lazy_crop_records_box_and_reads_only_it(store: Path, file_opens) -> None:  # type: ignore[no-untyped-def]
     crop = RandLazyCropd(keys=["raw"], roi_size=(4, 32, 48))
-    pipeline = Compose([LoadLazyd(keys="raw", channel_key="ch"), crop, ComputeDaskd(keys="raw", dtype="float32")])
+    pipeline = Compose(
+        [LoadLazyd(keys="raw", channel_key="ch"), crop, ComputeDaskd(keys="raw", dtype="float32")]
+    )
     pipeline.set_random_state(seed=3)
     file_opens.watch(store)
     sample = pipeline({"path": str(store), "timepoint": 2, "ch": "1"})
@@ -93,7 +95,9 @@ def test_rand_lazy_crop_records_box_and_reads_only_it(store: Path, file_opens) -
     meta = sample["raw_meta"]
     z, y, x = meta["crop_start"]
     assert meta["crop_size"] == (4, 32, 48)
-    assert meta["timepoint"] == 2 and meta["channels"] == [1] and meta["time_s"] == pytest.approx(10.0)
+    assert (
+        meta["timepoint"] == 2 and meta["channels"] == [1] and meta["time_s"] == pytest.approx(10.0)
+    )
     assert meta["reader"] == "ome-zarr" and meta["image_shape"] == SHAPE
     tensor = sample["raw"]
     assert isinstance(tensor, torch.Tensor) and tensor.dtype == torch.float32

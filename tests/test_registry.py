@@ -40,7 +40,9 @@ def test_priority_then_longest_extension_then_name(reg: Registry, sample: Path) 
     assert reg3.select(Source.from_any(sample)) == "alpha"
 
 
-def test_user_order_beats_priority(reg: Registry, sample: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_user_order_beats_priority(
+    reg: Registry, sample: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     reg.register(FakeFormat("low", (".dat",), priority=0))
     reg.register(FakeFormat("high", (".dat",), priority=5))
     assert reg.select(Source.from_any(sample)) == "high"
@@ -51,7 +53,9 @@ def test_user_order_beats_priority(reg: Registry, sample: Path, monkeypatch: pyt
     assert reg.select(Source.from_any(sample)) == "high"
 
 
-def test_explicit_reader_wins_and_unknown_reader_lists_installed(reg: Registry, sample: Path) -> None:
+def test_explicit_reader_wins_and_unknown_reader_lists_installed(
+    reg: Registry, sample: Path
+) -> None:
     reg.register(FakeFormat("high", (".dat",), priority=5))
     reg.register(FakeFormat("other", (".xyz",)))
     assert reg.select(Source.from_any(sample), reader="other") == "other"

@@ -17,7 +17,10 @@ Scene = int | str | None
 
 
 def _prepare(
-    uri: Any, reader: str | None, storage_options: Mapping[str, Any] | None, registry: Registry | None
+    uri: Any,
+    reader: str | None,
+    storage_options: Mapping[str, Any] | None,
+    registry: Registry | None,
 ) -> tuple[Registry, Source, str]:
     reg = registry or get_registry()
     source = Source.from_any(uri, storage_options)

@@ -59,12 +59,16 @@ def run_demo(
     t0 = time.perf_counter()
     image = tlcore.open_lazy(store)
     open_ms = (time.perf_counter() - t0) * 1e3
-    print(f"\nopened through the registry in {open_ms:.0f} ms: reader {image.reader!r}, "
-          f"scene {image.scene!r}, shape TCZYX {image.shape}, {image.dtype}, "
-          f"chunks {image.data.chunksize}")
+    print(
+        f"\nopened through the registry in {open_ms:.0f} ms: reader {image.reader!r}, "
+        f"scene {image.scene!r}, shape TCZYX {image.shape}, {image.dtype}, "
+        f"chunks {image.data.chunksize}"
+    )
     axis = image.time_axis
-    print(f"  time axis: {axis.size} timepoints every {axis.interval} s; pixel sizes (um) "
-          f"{tuple(image.pixel_sizes)}; channels {list(image.channel_names)}")
+    print(
+        f"  time axis: {axis.size} timepoints every {axis.interval} s; pixel sizes (um) "
+        f"{tuple(image.pixel_sizes)}; channels {list(image.channel_names)}"
+    )
     print(f"  levels: {[lv.shape for lv in tlcore.levels(store)]}")
 
     rng = np.random.default_rng(seed)
@@ -74,7 +78,9 @@ def run_demo(
         ComputeDaskd(keys="raw", dtype="float32"),
     ])  # fmt: skip
     pipeline.set_random_state(seed=seed)
-    samples = [{"path": str(store), "timepoint": int(t)} for t in rng.integers(0, axis.size, n_crops)]
+    samples = [
+        {"path": str(store), "timepoint": int(t)} for t in rng.integers(0, axis.size, n_crops)
+    ]
 
     it = iter(samples)
     read_stats.reset()
@@ -93,17 +99,27 @@ def run_demo(
     eager_s, eager_peak = _measure(eager, n_eager)
 
     timepoint_mb = image.data[0].nbytes / 1e6
-    print(f"\nread {n_crops} random crops of {tuple(crop.shape)} (C, Z, Y, X) -> "
-          f"torch {crop.dtype} through LoadLazyd -> RandSpatialCropd -> ComputeDaskd")
-    print(f"  lazy : {lazy_s * 1e3:7.1f} ms/crop median, {1 / lazy_s:6.1f} crops/s, "
-          f"peak memory {lazy_peak / 1e6:7.1f} MB")
-    print(f"  eager: {eager_s * 1e3:7.1f} ms/crop median, {1 / eager_s:6.1f} crops/s, "
-          f"peak memory {eager_peak / 1e6:7.1f} MB  (whole timepoint {timepoint_mb:.1f} MB, "
-          f"{n_eager} samples)")
-    print(f"  lazy vs eager: {eager_s / lazy_s:.1f}x faster, "
-          f"{eager_peak / max(lazy_peak, 1):.1f}x less peak memory")
-    print(f"  the readers served {regions} regions, {delivered / 1e6:.1f} MB in all "
-          f"({delivered / n_crops / 1e6:.2f} MB per crop; store is {disk / 1e6:.0f} MB on disk)")
+    print(
+        f"\nread {n_crops} random crops of {tuple(crop.shape)} (C, Z, Y, X) -> "
+        f"torch {crop.dtype} through LoadLazyd -> RandSpatialCropd -> ComputeDaskd"
+    )
+    print(
+        f"  lazy : {lazy_s * 1e3:7.1f} ms/crop median, {1 / lazy_s:6.1f} crops/s, "
+        f"peak memory {lazy_peak / 1e6:7.1f} MB"
+    )
+    print(
+        f"  eager: {eager_s * 1e3:7.1f} ms/crop median, {1 / eager_s:6.1f} crops/s, "
+        f"peak memory {eager_peak / 1e6:7.1f} MB  (whole timepoint {timepoint_mb:.1f} MB, "
+        f"{n_eager} samples)"
+    )
+    print(
+        f"  lazy vs eager: {eager_s / lazy_s:.1f}x faster, "
+        f"{eager_peak / max(lazy_peak, 1):.1f}x less peak memory"
+    )
+    print(
+        f"  the readers served {regions} regions, {delivered / 1e6:.1f} MB in all "
+        f"({delivered / n_crops / 1e6:.2f} MB per crop; store is {disk / 1e6:.0f} MB on disk)"
+    )
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
     print(f"  process peak RSS {rss:.0f} MB (torch and MONAI included)")
     return 0

@@ -126,7 +126,7 @@ class Registry:
     def _load_entry_point(self, ep: EntryPoint) -> None:
         dist = ep.dist.name if ep.dist is not None else None
         version = ep.dist.version if ep.dist is not None else None
-        base = {"distribution": dist, "version": version, "entry_point": ep.value}
+        base: dict[str, Any] = {"distribution": dist, "version": version, "entry_point": ep.value}
         if ep.name in self._records:
             return  # the same plugin installed twice (e.g. editable + wheel): first one wins
         if ep.name in _env_names(DISABLE_ENV):
@@ -155,9 +155,7 @@ class Registry:
         try:
             infos = self._caller("reader_info", name)()
             if len(infos) != 1 or not isinstance(infos[0], ReaderInfo):
-                raise TypeError(
-                    f"reader_info() must return one tlcore.ReaderInfo, got {infos!r}"
-                )
+                raise TypeError(f"reader_info() must return one tlcore.ReaderInfo, got {infos!r}")
             if self._caller("open_lazy", name).get_hookimpls() == []:
                 raise TypeError("the plugin implements no open_lazy hook")
         except Exception:
@@ -351,8 +349,10 @@ class Registry:
         record = self._records.get(name)
         if record is not None and record.status != "loaded":
             why = f"is {record.status}" + (f" ({record.error})" if record.error else "")
-            return NoReaderError(f"reader {name!r} {why}\ninstalled readers:\n" + "\n".join(
-                self._installed_summary()))
+            return NoReaderError(
+                f"reader {name!r} {why}\ninstalled readers:\n"
+                + "\n".join(self._installed_summary())
+            )
         hint = [f"  pip install {d}" for r, d in set(KNOWN_PLUGINS.values()) if r == name]
         return NoReaderError(
             "\n".join(

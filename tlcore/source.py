@@ -44,9 +44,7 @@ class Source:
     storage_options: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_any(
-        cls, location: Any, storage_options: Mapping[str, Any] | None = None
-    ) -> Source:
+    def from_any(cls, location: Any, storage_options: Mapping[str, Any] | None = None) -> Source:
         """Build a Source from a str, a ``pathlib.Path``, a ``upath.UPath`` or a Source."""
         if isinstance(location, Source):
             if storage_options:

@@ -145,7 +145,9 @@ class LoadLazyd(MapTransform):
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         if self.path_key not in d:
-            raise KeyError(f"LoadLazyd: the sample has no {self.path_key!r} key: {sorted(map(str, d))}")
+            raise KeyError(
+                f"LoadLazyd: the sample has no {self.path_key!r} key: {sorted(map(str, d))}"
+            )
         path = d[self.path_key]
         scene = _cell(d.get(self.scene_key), self.scene)
         level = int(_cell(d.get(self.level_key), self.level))

@@ -84,9 +84,7 @@ class TimeAxis:
                     f"TimeAxis has {len(stamps)} timestamps for {self.size} timepoints"
                 )
             object.__setattr__(self, "timestamps", stamps)
-        if self.interval is not None and not (
-            math.isfinite(self.interval) and self.interval > 0
-        ):
+        if self.interval is not None and not (math.isfinite(self.interval) and self.interval > 0):
             raise ValueError(f"TimeAxis.interval must be a positive number, got {self.interval}")
 
     def seconds(self) -> tuple[float, ...] | None:

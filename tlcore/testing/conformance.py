@@ -226,13 +226,11 @@ class ReaderConformance:
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
         assert result.returncode == 0, result.stderr[-2000:]
 
-    def test_crops_agree_with_full_read(
-        self, image: tlcore.LazyImage, expected: Expected
-    ) -> None:
+    def test_crops_agree_with_full_read(self, image: tlcore.LazyImage, expected: Expected) -> None:
         full = np.asarray(image.data.compute(scheduler="synchronous"))
         assert full.shape == image.shape and full.dtype == image.dtype
         t = image.shape[0] - 1
-        box = _crop_box(image.shape[1:])
+        box: tuple[Any, ...] = _crop_box(image.shape[1:])
         crop = np.asarray(image.data[(t, *box)].compute(scheduler="synchronous"))
         assert np.array_equal(crop, full[(t, *box)])
         threaded = np.asarray(image.data[(t, *box)].compute(scheduler="threads"))

@@ -10,7 +10,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -89,7 +89,7 @@ def write_ome_zarr(
     full = {d: sizes.get(d, 1) for d in "tczyx"}
     if chunks is None:
         chunks = [1 if d in "tcz" else min(sizes[d], 256) for d in axes]
-    zarr_format = 3 if version == "0.5" else 2
+    zarr_format: Literal[2, 3] = 3 if version == "0.5" else 2
     root = zarr.open_group(str(path), mode="w-", zarr_format=zarr_format)
     spatial_um = dict(zip("zyx", pixel_sizes_um))
     axes_meta: list[dict[str, Any]] = []
@@ -107,9 +107,7 @@ def write_ome_zarr(
     arrays = []
     for level in range(n_levels):
         factor = 2**level
-        lshape = [
-            max(1, -(-sizes[d] // factor)) if d in "yx" else sizes[d] for d in axes
-        ]
+        lshape = [max(1, -(-sizes[d] // factor)) if d in "yx" else sizes[d] for d in axes]
         scale = []
         for d in axes:
             if d == "t":
@@ -123,7 +121,7 @@ def write_ome_zarr(
             shape=tuple(lshape),
             chunks=tuple(min(c, n) for c, n in zip(chunks, lshape)),
             dtype=dtype,
-            **({"dimension_names": list(axes)} if zarr_format == 3 else {}),
+            dimension_names=list(axes) if zarr_format == 3 else None,
         )
         arrays.append(arr)
         datasets.append(
@@ -138,18 +136,24 @@ def write_ome_zarr(
             plane_shape = [n for d, n in zip(axes, arr.shape) if d != "t"]
             key = (t,) if "t" in axes else ()
             arr[key] = down.reshape(plane_shape)
-    multiscale: dict[str, Any] = {"axes": axes_meta, "datasets": datasets, "name": name or path.stem}
-    omero = {
+    multiscale: dict[str, Any] = {
+        "axes": axes_meta,
+        "datasets": datasets,
+        "name": name or path.stem,
+    }
+    omero: dict[str, Any] = {
         "channels": [
             {"label": (channel_names[c] if channel_names else f"ch{c}"), "active": True}
             for c in range(full["c"])
         ]
     }
     if zarr_format == 3:
-        root.attrs["ome"] = {"version": "0.5", "multiscales": [multiscale], "omero": omero}
+        ome: dict[str, Any] = {"version": "0.5", "multiscales": [multiscale], "omero": omero}
+        root.attrs["ome"] = ome
     else:
         multiscale["version"] = "0.4"
-        root.attrs.update({"multiscales": [multiscale], "omero": omero})
+        attrs: dict[str, Any] = {"multiscales": [multiscale], "omero": omero}
+        root.attrs.update(attrs)
     return path
 
 

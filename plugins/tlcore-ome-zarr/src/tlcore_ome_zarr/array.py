@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 import zarr
+
 from tlcore import DIMS, Source
 from tlcore.lazy import ArrayReader, Region
-
 from tlcore_ome_zarr.store import ArrayMeta, open_store
 
 
@@ -37,10 +37,10 @@ class ZarrArrayReader(ArrayReader):
     def identity(self) -> tuple[Any, ...]:
         return (self.source.key, self.path)
 
-    def _open(self) -> zarr.Array:
+    def _open(self) -> zarr.Array[Any]:
         return zarr.open_array(store=open_store(self.source), path=self.path, mode="r")
 
-    def _read(self, handle: zarr.Array, region: Region) -> np.ndarray:
+    def _read(self, handle: zarr.Array[Any], region: Region) -> np.ndarray:
         by_dim = dict(zip(DIMS, region))
         block = np.asarray(handle[tuple(by_dim[d] for d in self.native_dims)])
         if self._transpose is not None:

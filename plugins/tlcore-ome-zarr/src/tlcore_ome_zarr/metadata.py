@@ -164,7 +164,9 @@ def parse_multiscale(attrs: Mapping[str, Any]) -> Multiscale:
             str(d["path"]),
             tuple(
                 a * b
-                for a, b in zip(_scale_of(d.get("coordinateTransformations"), len(axes)), global_scale)
+                for a, b in zip(
+                    _scale_of(d.get("coordinateTransformations"), len(axes)), global_scale
+                )
             ),
         )
         for d in raw_datasets
@@ -180,7 +182,7 @@ def parse_multiscale(attrs: Mapping[str, Any]) -> Multiscale:
 def ome_xml_images(xml_text: str) -> list[tuple[str, str | None, list[str | None]]]:
     """(ID, Name, channel names) of every Image in an OME-XML document, in order."""
     root = ET.fromstring(xml_text)
-    images = []
+    images: list[tuple[str, str | None, list[str | None]]] = []
     for el in root:
         if el.tag.rsplit("}", 1)[-1] != "Image":
             continue

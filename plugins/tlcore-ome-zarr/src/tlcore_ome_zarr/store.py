@@ -16,14 +16,15 @@ from typing import Any
 
 import zarr
 import zarr.storage
-from tlcore import Source
+from zarr.abc.store import Store
 
+from tlcore import Source
 from tlcore_ome_zarr.metadata import Multiscale, ome_attrs, ome_xml_images, parse_multiscale
 
 _META_FILES = ("zarr.json", ".zattrs", ".zgroup")
 
 
-def open_store(source: Source) -> zarr.abc.store.Store:
+def open_store(source: Source) -> Store:
     """A read-only zarr store for the source (local directory or any fsspec URL)."""
     if source.is_local:
         return zarr.storage.LocalStore(source.uri, read_only=True)
@@ -90,8 +91,7 @@ def _read_layout_cached(source: Source, stamp: int | None) -> Layout:
     if "plate" in ome:
         return Layout("plate", tuple(_plate_scenes(store, ome["plate"])))
     raise NotOmeZarr(
-        "the root group has no OME-NGFF 'multiscales', 'bioformats2raw.layout' or 'plate' "
-        "metadata"
+        "the root group has no OME-NGFF 'multiscales', 'bioformats2raw.layout' or 'plate' metadata"
     )
 
 
