@@ -74,3 +74,27 @@ def synthetic_store(tmp_path: Path) -> Callable[..., Path]:
         return write_ome_zarr(tmp_path / name, **kwargs)  # type: ignore[arg-type]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[dict[str, object]]:
+    """A real S3-protocol server (moto in server mode) on loopback, for cloud-path tests.
+
+    Yields the fsspec ``storage_options`` that reach it.
+    """
+    pytest.importorskip("s3fs")
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    options: dict[str, object] = {
+        "endpoint_url": f"http://{host}:{port}",
+        "key": "testing",
+        "secret": "testing",
+        "client_kwargs": {"region_name": "us-east-1"},
+    }
+    try:
+        yield options
+    finally:
+        server.stop()

@@ -1,0 +1,156 @@
+"""What the conformance kit does not know: layouts, units, metadata edge cases, bad stores."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+import tlcore
+from tlcore import Source
+from tlcore.testing import write_ome_zarr
+from tlcore_ome_zarr.array import ZarrArrayReader
+from tlcore_ome_zarr.metadata import length_to_um, parse_multiscale, time_to_seconds
+from tlcore_ome_zarr.store import SceneMeta, read_layout, read_scene
+
+
+def read_scene_meta(path: Path, scene: int = 0) -> SceneMeta:
+    source = Source.from_any(path)
+    return read_scene(source, read_layout(source), scene)
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "um"),
+    [(1.0, "micrometer", 1.0), (250.0, "nanometer", 0.25), (2.0, "millimetre", 2000.0),
+     (5.0, "angstrom", 5e-4), (1.0, "µm", 1.0), (1.0, None, None), (1.0, "furlong", None),
+     (-6.2, "micrometer", None), (0.0, "micrometer", None)],
+)  # fmt: skip
+def test_length_units(value: float, unit: str | None, um: float | None) -> None:
+    got = length_to_um(value, unit)
+    assert got == (pytest.approx(um) if um is not None else None)
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "seconds"),
+    [(500.16, "millisecond", 0.50016), (2.0, "minute", 120.0), (1.0, "hour", 3600.0),
+     (3.0, "second", 3.0), (10.0, "microsecond", 1e-5), (1.0, None, None)],
+)  # fmt: skip
+def test_time_units(value: float, unit: str | None, seconds: float | None) -> None:
+    got = time_to_seconds(value, unit)
+    assert got == (pytest.approx(seconds) if seconds is not None else None)
+
+
+def test_multiscale_global_transform_multiplies() -> None:
+    attrs = {
+        "multiscales": [{
+            "version": "0.4",
+            "axes": [{"name": "y", "type": "space", "unit": "micrometer"},
+                     {"name": "x", "type": "space", "unit": "micrometer"}],
+            "datasets": [{"path": "0", "coordinateTransformations": [
+                {"type": "scale", "scale": [1.0, 1.0]},
+                {"type": "translation", "translation": [5, 5]}]}],
+            "coordinateTransformations": [{"type": "scale", "scale": [0.5, 0.25]}],
+        }]
+    }  # fmt: skip
+    ms = parse_multiscale(attrs)
+    assert ms.datasets[0].scale == (0.5, 0.25) and ms.dims() == "YX"
+
+
+def test_unmappable_axes_are_a_clear_error(tmp_path: Path) -> None:
+    store = tmp_path / "spectral.ome.zarr"
+    root = zarr.open_group(str(store), mode="w-", zarr_format=2)
+    root.create_array("0", shape=(3, 8, 8), dtype="uint8")
+    root.attrs["multiscales"] = [{
+        "version": "0.4",
+        "axes": [{"name": "lambda", "type": "spectral"}, {"name": "y", "type": "space"},
+                 {"name": "x", "type": "space"}],
+        "datasets": [{"path": "0",
+                      "coordinateTransformations": [{"type": "scale", "scale": [1, 1, 1]}]}],
+    }]  # fmt: skip
+    with pytest.raises(tlcore.ReaderError, match=r"spectral.ome.zarr.*axes \['lambda', 'y', 'x'\]"):
+        tlcore.open_lazy(store)
+
+
+def write_plate(path: Path) -> None:
+    root = zarr.open_group(str(path), mode="w-", zarr_format=2)
+    wells = [("A", "1"), ("B", "2")]
+    root.attrs["plate"] = {
+        "version": "0.4", "rows": [{"name": "A"}, {"name": "B"}],
+        "columns": [{"name": "1"}, {"name": "2"}],
+        "wells": [{"path": f"{r}/{c}", "rowIndex": "AB".index(r), "columnIndex": int(c) - 1}
+                  for r, c in wells],
+    }  # fmt: skip
+    for r, c in wells:
+        well = root.require_group(f"{r}/{c}")
+        well.attrs["well"] = {"images": [{"path": "0"}, {"path": "1"}], "version": "0.4"}
+        for f in ("0", "1"):
+            write_ome_zarr(path / r / c / f, (2, 1, 1, 16, 16), version="0.4", seed=ord(r) + int(f))
+            # write_ome_zarr made a standalone group; the plate's well is its parent
+
+
+def test_plate_fields_are_scenes(tmp_path: Path) -> None:
+    plate = tmp_path / "plate.ome.zarr"
+    write_plate(plate)
+    assert tlcore.list_scenes(plate) == ["A/1/0", "A/1/1", "B/2/0", "B/2/1"]
+    image = tlcore.open_lazy(plate, scene="B/2/1")
+    assert image.shape == (2, 1, 1, 16, 16) and image.scene_index == 3
+    want = np.asarray(zarr.open_array(str(plate / "B/2/1"), path="0", mode="r")[...])
+    assert np.array_equal(image.data.compute()[:, 0, 0], want[:, 0, 0])
+
+
+def test_bioformats2raw_without_series_list(testdata: Path, tmp_path: Path) -> None:
+    store = tmp_path / "copy.zarr"
+    shutil.copytree(testdata / "ome-zarr" / "fake-series-2.zarr", store)
+    shutil.rmtree(store / "OME")  # no series list, no OME-XML: groups 0, 1 are enumerated
+    assert tlcore.list_scenes(store) == ["Image:0", "Image:1"]
+    assert tlcore.levels(store, scene=1)[1].shape == (1, 1, 1, 256, 256)
+
+
+def test_rewritten_store_is_read_afresh(synthetic_store: Callable[..., Path]) -> None:
+    store = synthetic_store(shape=(2, 1, 1, 8, 8), chunks=(1, 1, 1, 8, 8))
+    assert tlcore.open_lazy(store).shape == (2, 1, 1, 8, 8)
+    shutil.rmtree(store)
+    write_ome_zarr(store, (3, 1, 1, 8, 8), (1, 1, 1, 8, 8))
+    assert tlcore.open_lazy(store).shape == (3, 1, 1, 8, 8)
+
+
+def test_store_is_opened_read_only(synthetic_store: Callable[..., Path]) -> None:
+    store = synthetic_store(shape=(2, 1, 2, 16, 16), chunks=(1, 1, 1, 8, 8))
+    before = {p: p.stat().st_mtime_ns for p in store.rglob("*")}
+    image = tlcore.open_lazy(store)
+    image.data.compute()
+    assert before == {p: p.stat().st_mtime_ns for p in store.rglob("*")}
+    reader = ZarrArrayReader(Source.from_any(store), read_scene_meta(store).arrays[0], "TCZYX")
+    assert reader.handle.store.read_only
+    with pytest.raises(ValueError, match=r"(?i)read.only"):
+        reader.handle[0, 0, 0, 0, 0] = 1
+
+
+@pytest.mark.parametrize(
+    ("setup", "reason"),
+    [
+        (lambda p: p.mkdir(), "not a zarr store"),
+        (lambda p: zarr.open_group(str(p), mode="w-").attrs.update({"x": 1}),
+         "no OME-NGFF 'multiscales', 'bioformats2raw.layout' or 'plate' metadata"),
+        (lambda p: (p.mkdir(), (p / ".zgroup").write_text("{oops")), "unreadable zarr metadata"),
+    ],
+)  # fmt: skip
+def test_bad_stores_are_refused_with_a_reason(
+    tmp_path: Path, setup: Callable[[Path], object], reason: str
+) -> None:
+    path = tmp_path / "bad.ome.zarr"
+    setup(path)
+    with pytest.raises(tlcore.NoReaderError) as info:
+        tlcore.open_lazy(path)
+    assert str(path) in str(info.value) and reason in str(info.value)
+
+
+def test_missing_chunks_read_as_fill_value(testdata: Path) -> None:
+    # image-04.zarr has metadata but no chunk files: zarr's fill value, as the format defines
+    image = tlcore.open_lazy(testdata / "ome-zarr" / "image-04.zarr", level=1)
+    assert image.shape == (1, 1, 2, 32, 32)
+    assert float(image.data.sum().compute()) == 0.0
