@@ -31,7 +31,7 @@ from typing import Any
 import pluggy
 
 from tlcore import hookspecs
-from tlcore.errors import NoReaderError, PluginLoadWarning, ReaderError
+from tlcore.errors import NoReaderError, PluginLoadWarning, ReaderError, TlcoreError
 from tlcore.source import Source
 from tlcore.types import ReaderInfo
 
@@ -226,8 +226,6 @@ class Registry:
         except (FileNotFoundError, PermissionError):
             raise
         except Exception as exc:
-            from tlcore.errors import TlcoreError
-
             if isinstance(exc, TlcoreError):
                 raise
             where = ", ".join(f"{k} {v}" for k, v in kwargs.items())

@@ -136,9 +136,7 @@ class ReaderConformance:
 
     def test_refuses_garbage_with_a_reason(self, tmp_path: Path) -> None:
         garbage = self.make_garbage(tmp_path)
-        verdict = get_registry()._caller("can_open", self.reader_name)(
-            source=Source.from_any(garbage)
-        )
+        verdict = get_registry().call(self.reader_name, "can_open", Source.from_any(garbage))
         assert verdict is not True, "can_open accepted garbage"
         with pytest.raises(tlcore.TlcoreError) as info:
             tlcore.open_lazy(garbage)
