@@ -6,7 +6,6 @@ never has to fit in memory. Needs ``zarr`` (``pip install 'tlcore[testing]'``).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -155,10 +154,3 @@ def write_ome_zarr(
         attrs: dict[str, Any] = {"multiscales": [multiscale], "omero": omero}
         root.attrs.update(attrs)
     return path
-
-
-def describe(path: str | os.PathLike[str]) -> str:
-    """A one-line JSON summary of a store's root attributes (for debugging tests)."""
-    import zarr
-
-    return json.dumps(dict(zarr.open_group(str(path), mode="r").attrs))
