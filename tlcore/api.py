@@ -50,7 +50,7 @@ def resolve_scene(scenes: list[str], scene: Scene, uri: str) -> int:
     elif isinstance(scene, str):
         if scene in scenes:
             return scenes.index(scene)
-        if scene.strip().lstrip("-").isdigit() and scene not in scenes:
+        if scene.strip().lstrip("-").isdigit():
             return resolve_scene(scenes, int(scene), uri)
     else:
         raise TypeError(f"scene must be an index or an id, got {scene!r}")
@@ -67,11 +67,10 @@ def _resolve(
     reader: str | None,
     storage_options: Mapping[str, Any] | None,
     registry: Registry | None,
-) -> tuple[Registry, Source, str, int, str]:
+) -> tuple[Registry, Source, str, int]:
     reg, source, name = _prepare(uri, reader, storage_options, registry)
-    scenes = _scene_ids(reg, source, name)
-    index = resolve_scene(scenes, scene, source.uri)
-    return reg, source, name, index, scenes[index]
+    index = resolve_scene(_scene_ids(reg, source, name), scene, source.uri)
+    return reg, source, name, index
 
 
 def list_scenes(
@@ -95,10 +94,18 @@ def levels(
     registry: Registry | None = None,
 ) -> list[Level]:
     """The resolution levels of a scene, full resolution first: TCZYX shape, downsampling."""
-    reg, source, name, index, _ = _resolve(uri, scene, reader, storage_options, registry)
-    result = reg.call(name, "levels", source, scene=index)
+    reg, source, name, index = _resolve(uri, scene, reader, storage_options, registry)
+    result = _plugin_levels(reg, source, name, index)
     if result is None:
         return [_level_from_image(reg, source, name, index)]
+    return result
+
+
+def _plugin_levels(reg: Registry, source: Source, name: str, index: int) -> list[Level] | None:
+    """The plugin's levels, checked; None when it does not implement the hook."""
+    result = reg.call(name, "levels", source, scene=index)
+    if result is None:
+        return None
     if not result or not all(isinstance(lv, Level) for lv in result):
         raise ReaderError(f"reader {name!r} returned {result!r} from levels for {source.uri}")
     return list(result)
@@ -119,7 +126,7 @@ def time_axis(
     registry: Registry | None = None,
 ) -> TimeAxis:
     """The time axis of a scene: ``.size``, ``.timestamps`` and ``.interval`` in seconds."""
-    reg, source, name, index, _ = _resolve(uri, scene, reader, storage_options, registry)
+    reg, source, name, index = _resolve(uri, scene, reader, storage_options, registry)
     result = reg.call(name, "time_axis", source, scene=index)
     if result is None:
         return _open(reg, source, name, index, 0).time_axis
@@ -171,11 +178,11 @@ def open_lazy(
         SceneNotFoundError, LevelNotFoundError: out-of-range scene or level.
         ReaderError: the reader failed on the file.
     """
-    reg, source, name, index, _ = _resolve(uri, scene, reader, storage_options, registry)
+    reg, source, name, index = _resolve(uri, scene, reader, storage_options, registry)
     if isinstance(level, bool) or not isinstance(level, int):
         raise TypeError(f"level must be an int, got {level!r}")
-    n_levels = reg.call(name, "levels", source, scene=index)
-    count = len(n_levels) if n_levels else 1
+    plugin_levels = _plugin_levels(reg, source, name, index)
+    count = len(plugin_levels) if plugin_levels is not None else 1
     if not 0 <= level < count:
         raise LevelNotFoundError(
             f"{source.uri} scene {index} has {count} resolution level(s) (0-{count - 1}); "
