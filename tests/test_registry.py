@@ -95,6 +95,8 @@ def test_missing_local_path_is_file_not_found(reg: Registry, tmp_path: Path) -> 
     with pytest.raises(FileNotFoundError) as info:
         tlcore.open_lazy(tmp_path / "nope.dat", registry=reg)
     assert "nope.dat" in str(info.value)
+    with pytest.raises(FileNotFoundError, match=r"nope\.dat"):  # an explicit reader too
+        tlcore.open_lazy(tmp_path / "nope.dat", reader="any", registry=reg)
 
 
 def test_content_sniff_when_no_extension_matches(reg: Registry, tmp_path: Path) -> None:
@@ -164,13 +166,13 @@ def test_scene_by_index_id_and_errors(reg: Registry, sample: Path) -> None:
         tlcore.open_lazy(sample, level=1, registry=reg)
 
 
-def test_disable_by_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_disable_by_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv(DISABLE_ENV, "ome-zarr")
     reg = Registry()
     record = {r.name: r for r in reg.records()}["ome-zarr"]
     assert record.status == "disabled"
     with pytest.raises(NoReaderError, match="'ome-zarr' is disabled"):
-        reg.select(Source.from_any("x.zarr"), reader="ome-zarr")
+        reg.select(Source.from_any(tmp_path), reader="ome-zarr")
 
 
 def test_default_registry_finds_ome_zarr() -> None:

@@ -246,12 +246,12 @@ class Registry:
             NoReaderError: no installed reader accepts the source, or ``reader`` is unknown.
         """
         self._ensure_discovered()
+        if source.is_local and not os.path.exists(source.uri):
+            raise FileNotFoundError(2, "No such file or directory", source.uri)
         if reader is not None:
             if not self._pm.has_plugin(reader):
                 raise self._unknown_reader(reader)
             return reader
-        if source.is_local and not os.path.exists(source.uri):
-            raise FileNotFoundError(2, "No such file or directory", source.uri)
         key = source.key
         with self._lock:
             if key in self._chosen:
