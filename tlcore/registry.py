@@ -46,8 +46,8 @@ KNOWN_PLUGINS: dict[str, tuple[str, str]] = {
     ".nd2": ("nd2", "tlcore-nd2"),
     ".czi": ("czi", "tlcore-czi"),
     ".lif": ("lif", "tlcore-lif"),
-    ".ome.tif": ("ome-tiff", "tlcore-ome-tiff"),
-    ".ome.tiff": ("ome-tiff", "tlcore-ome-tiff"),
+    ".ome.tif": ("ome-tiff", "tlcore-tiff"),
+    ".ome.tiff": ("ome-tiff", "tlcore-tiff"),
     ".tif": ("tiff", "tlcore-tiff"),
     ".tiff": ("tiff", "tlcore-tiff"),
 }
