@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from tlcore.types import DIMS, PixelSizes, TimeAxis
@@ -28,6 +29,11 @@ class LazyImage:
         scene_index: the scene's position in ``list_scenes``.
         scene_name: a human-readable scene name when the file has one.
         metadata: anything else the plugin wants to expose (format-specific, JSON-friendly).
+        labels: named label images of the scene (segmentation targets), each a 5-D TCZYX dask
+            array on the same pixel grid as ``data`` (same T, Z, Y, X; its own C), so one crop
+            box applies to both. Empty when the file has none.
+        origin: physical position of the first voxel, z, y, x in micrometres (OME-NGFF
+            ``translation``, a stage position...), None where the file does not say.
 
     Pickles without open file handles (the readers behind ``data`` reopen lazily).
     """
@@ -43,6 +49,8 @@ class LazyImage:
     scene_index: int = 0
     scene_name: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    labels: Mapping[str, da.Array] = field(default_factory=dict, repr=False, compare=False)
+    origin: PixelSizes | None = None
 
     dims = DIMS
 
@@ -70,3 +78,13 @@ class LazyImage:
                 f"{where}: {len(self.channel_names)} channel names for {self.data.shape[1]} "
                 "channels"
             )
+        for name, label in self.labels.items():
+            shape = tuple(getattr(label, "shape", ()))
+            if (
+                len(shape) != 5
+                or shape[:1] + shape[2:] != self.data.shape[:1] + self.data.shape[2:]
+            ):
+                raise ValueError(
+                    f"{where}: label image {name!r} has shape {shape}, which is not on the "
+                    f"image's T, Z, Y, X grid {self.data.shape}"
+                )
