@@ -1,0 +1,1 @@
+"""tlcore reader plugin for Leica LIF files."""
