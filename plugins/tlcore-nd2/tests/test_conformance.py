@@ -33,7 +33,8 @@ def nd2_reference(path: Path, position: int = 0) -> Callable[[], np.ndarray]:
                 dims.insert(0, d)
         data = data.transpose([dims.index(d) for d in "TCZSYX"])
         t, c, z, s, y, x = data.shape
-        return data.reshape(t, c * s, z, y, x)  # RGB samples become channels
+        out: np.ndarray = data.reshape(t, c * s, z, y, x)  # RGB samples become channels
+        return out
 
     return read
 
