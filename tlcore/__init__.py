@@ -24,10 +24,16 @@ from tlcore.source import Source
 from tlcore.types import DIMS, Level, PixelSizes, ReaderInfo, TimeAxis
 
 if TYPE_CHECKING:
-    from tlcore.transforms import ComputeDaskd, LoadLazyd, RandLazyCropd
+    from tlcore.datamodule import RandomTimelapseDatamodule
+    from tlcore.dataset import TimelapseDataset
+    from tlcore.transforms import BioIOImageLoaderd, ComputeDaskd, LoadLazyd, RandLazyCropd
 
-# Transforms need MONAI and torch: resolved on first attribute access only.
+# Transforms, dataset and datamodule need MONAI, torch and Lightning: resolved on first
+# attribute access only.
 _LAZY = {
+    "BioIOImageLoaderd": "tlcore.transforms",
+    "RandomTimelapseDatamodule": "tlcore.datamodule",
+    "TimelapseDataset": "tlcore.dataset",
     "ComputeDaskd": "tlcore.transforms",
     "LoadLazyd": "tlcore.transforms",
     "RandLazyCropd": "tlcore.transforms",
@@ -35,6 +41,7 @@ _LAZY = {
 
 __all__ = [
     "DIMS",
+    "BioIOImageLoaderd",
     "ComputeDaskd",
     "LazyImage",
     "Level",
@@ -44,12 +51,14 @@ __all__ = [
     "PixelSizes",
     "PluginLoadWarning",
     "RandLazyCropd",
+    "RandomTimelapseDatamodule",
     "ReaderError",
     "ReaderInfo",
     "Registry",
     "SceneNotFoundError",
     "Source",
     "TimeAxis",
+    "TimelapseDataset",
     "TlcoreError",
     "__version__",
     "get_registry",

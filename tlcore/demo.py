@@ -83,7 +83,7 @@ def run_demo(
     ])  # fmt: skip
     pipeline.set_random_state(seed=seed)
     samples = [
-        {"path": str(store), "timepoint": int(t)} for t in rng.integers(0, axis.size, n_crops)
+        {"original_path": str(store), "T": int(t)} for t in rng.integers(0, axis.size, n_crops)
     ]
 
     it = itertools.cycle(samples)

@@ -15,7 +15,6 @@ and torch, so it is not imported by ``import tlcore`` (``tlcore.ComputeDaskd`` l
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
@@ -24,10 +23,11 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Randomizable
 
-from tlcore.api import open_lazy
+from tlcore.cache import open_cached
 from tlcore.images import LazyImage
+from tlcore.manifest import parse_channels
 
-__all__ = ["ComputeDaskd", "LoadLazyd", "RandLazyCropd", "meta_key"]
+__all__ = ["BioIOImageLoaderd", "ComputeDaskd", "LoadLazyd", "RandLazyCropd", "meta_key"]
 
 
 def meta_key(key: Hashable) -> str:
@@ -41,29 +41,22 @@ def _is_dask(x: Any) -> bool:
 
 def _parse_channels(value: Any, image: LazyImage) -> list[int] | None:
     """None/''/'all' -> every channel; 2, '0,2', [0, 2] or channel names -> those indices."""
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+    try:
+        parsed = parse_channels(value)
+    except ValueError as exc:
+        raise ValueError(f"{image.uri}: {exc}") from None
+    if parsed is None:
         return None
-    if isinstance(value, str):
-        text = value.strip()
-        if text.lower() in ("", "all"):
-            return None
-        parts: list[Any] = [p.strip() for p in text.split(",")]
-    elif isinstance(value, (int, np.integer)):
-        parts = [int(value)]
-    else:
-        parts = list(value)
+    n = image.shape[1]
     indices = []
-    for p in parts:
-        if isinstance(p, str) and p.lstrip("-").isdigit():
-            p = int(p)
-        if isinstance(p, (int, np.integer)):
-            n = image.shape[1]
-            if not -n <= int(p) < n:
+    for p in parsed:
+        if isinstance(p, int):
+            if not -n <= p < n:
                 raise IndexError(
                     f"{image.uri}: channel {p} out of range, the file has {n} channel(s) "
                     f"{list(image.channel_names)}"
                 )
-            indices.append(int(p) % n)
+            indices.append(p % n)
         elif p in image.channel_names:
             indices.append(image.channel_names.index(p))
         else:
@@ -73,36 +66,63 @@ def _parse_channels(value: Any, image: LazyImage) -> list[int] | None:
     return indices
 
 
+def _timepoints(value: Any, image: LazyImage, key: str) -> int | list[int]:
+    """The sample's ``T``: one index, or a list of them (several timepoints)."""
+    n_t = image.shape[0]
+    if isinstance(value, str):
+        value = [int(v) for v in value.split(",")] if "," in value else int(value)
+    many = isinstance(value, (list, tuple)) or (hasattr(value, "ndim") and value.ndim == 1)
+    values = [int(v) for v in value] if many else [int(value)]
+    if not values:
+        raise ValueError(f"LoadLazyd: {image.uri}: the sample's {key!r} is an empty list")
+    for t in values:
+        if not -n_t <= t < n_t:
+            raise IndexError(f"LoadLazyd: timepoint {t} out of range for {image.uri} (T={n_t})")
+    values = [t % n_t for t in values]
+    return values if many else values[0]
+
+
 class LoadLazyd(MapTransform):
-    """Open the file named in ``d[path_key]`` through the reader registry and put one
-    timepoint, lazily, under each key: a dask array shaped C, Z, Y, X (``spatial_dims=3``) or
-    C, Y, X (``spatial_dims=2``, for files with Z == 1).
+    """Open the file a sample names through the reader registry and put its timepoint(s),
+    lazily, under each key: a dask array shaped C, Z, Y, X (``spatial_dims=3``) or C, Y, X
+    (``spatial_dims=2``, for files with Z == 1). Nothing is read until :class:`ComputeDaskd`.
 
-    The dict may also carry ``scene`` (index or id), ``level``, ``timepoint`` and ``channel``
-    (``0``, ``"0,2"``, ``[0, 2]``, a channel name, or empty for all); missing ones take the
-    defaults given here. Opened files are kept in a small per-transform cache, keyed by path,
-    scene and level, so a file is opened once per worker, not once per sample.
+    The sample uses the dataset's vocabulary: ``original_path``, ``scene`` (index or id),
+    ``resolution`` (level), ``C`` (``0``, ``"0,2"``, ``[0, 2]``, channel names, or empty for
+    all) and ``T`` (an int, or a list of ints for several timepoints); missing or empty ones
+    take the defaults given here. Each key name can be changed (``path_key=``...).
 
-    Metadata goes to ``d["<key>_meta"]``: path, reader, scene, level, timepoint, channels,
-    pixel sizes, the time of the frame in seconds (when known) and the full image shape.
+    Several timepoints are folded into the channel axis, time-major: ``T`` of length 3 with
+    2 channels gives 6 channels ordered t0c0, t0c1, t1c0, ... so that MONAI's spatial
+    transforms apply one box, one flip, one rotation to every timepoint. The datamodule's
+    collate restores the time axis (``B, T, C, Z, Y, X``); ``<key>_meta["n_timepoints"]`` and
+    ``["n_channels"]`` say how to do it by hand.
+
+    ``labels`` maps output keys to the image's label images (``{"seg": "cells"}``), loaded at
+    the same timepoints on the same grid, so one crop applies to both.
+
+    Opened files are cached per process (:mod:`tlcore.cache`), so a file's metadata is read
+    once per worker, not once per sample. Metadata goes to ``d["<key>_meta"]``: path, reader,
+    scene, level, timepoints, their times in seconds (None where unknown), channels, pixel
+    sizes, the full image shape and the crop box (updated by the crops).
     """
 
     def __init__(
         self,
         keys: KeysCollection = "raw",
-        path_key: str = "path",
+        path_key: str = "original_path",
         scene_key: str = "scene",
-        level_key: str = "level",
-        timepoint_key: str = "timepoint",
-        channel_key: str = "channel",
+        level_key: str = "resolution",
+        timepoint_key: str = "T",
+        channel_key: str = "C",
         *,
         spatial_dims: int = 3,
         scene: int | str | None = None,
         level: int = 0,
         timepoint: int | None = None,
+        labels: Mapping[str, str] | None = None,
         reader: str | None = None,
         storage_options: Mapping[str, Any] | None = None,
-        cache_size: int = 32,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
@@ -117,30 +137,31 @@ class LoadLazyd(MapTransform):
         self.scene = scene
         self.level = level
         self.timepoint = timepoint
+        self.labels = dict(labels or {})
         self.reader = reader
         self.storage_options = dict(storage_options or {})
-        self.cache_size = cache_size
-        self._cache: OrderedDict[tuple[Any, ...], LazyImage] = OrderedDict()
 
     def open(self, path: Any, scene: Any, level: int) -> LazyImage:
-        key = (str(path), scene, level)
-        image = self._cache.get(key)
-        if image is None:
-            image = open_lazy(
-                path, scene=scene, level=level, reader=self.reader,
-                storage_options=self.storage_options or None,
-            )  # fmt: skip
-            self._cache[key] = image
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
-        else:
-            self._cache.move_to_end(key)
-        return image
+        """The opened image (from the per-process cache)."""
+        return open_cached(path, scene, level, self.storage_options or None, self.reader)
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_cache"] = OrderedDict()  # each worker opens its own
-        return state
+    def _select(self, data: Any, image: LazyImage, t: int | list[int], channels: Any) -> Any:
+        """TCZYX dask array -> the (folded) C, Z, Y, X or C, Y, X array of the sample."""
+        import dask.array as da
+
+        if channels is not None:
+            lo = channels[0]
+            contiguous = channels == list(range(lo, lo + len(channels)))
+            data = data[:, lo : lo + len(channels)] if contiguous else data[:, channels]
+        array = da.concatenate([data[i] for i in t], axis=0) if isinstance(t, list) else data[t]
+        if self.spatial_dims == 2:
+            if array.shape[1] != 1:
+                raise ValueError(
+                    f"LoadLazyd: spatial_dims=2 but {image.uri} scene {image.scene!r} has "
+                    f"Z={array.shape[1]}; use spatial_dims=3"
+                )
+            array = array[:, 0]
+        return array
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
@@ -153,50 +174,102 @@ class LoadLazyd(MapTransform):
         level = int(_cell(d.get(self.level_key), self.level))
         image = self.open(path, scene, level)
         t = _cell(d.get(self.timepoint_key), self.timepoint)
-        n_t = image.shape[0]
         if t is None:
-            if n_t != 1:
+            if image.shape[0] != 1:
                 raise ValueError(
-                    f"LoadLazyd: {image.uri} has {n_t} timepoints and the sample names none: "
-                    f"set {self.timepoint_key!r} in the sample (the timepoint sampler does) or "
-                    "pass timepoint= to LoadLazyd"
+                    f"LoadLazyd: {image.uri} has {image.shape[0]} timepoints and the sample "
+                    f"names none: set {self.timepoint_key!r} in the sample (the dataset does) "
+                    "or pass timepoint= to LoadLazyd"
                 )
             t = 0
-        t = int(t)
-        if not -n_t <= t < n_t:
-            raise IndexError(f"LoadLazyd: timepoint {t} out of range for {image.uri} (T={n_t})")
-        t %= n_t
+        t = _timepoints(t, image, self.timepoint_key)
         channels = _parse_channels(d.get(self.channel_key), image)
-        array = image.data[t]  # C, Z, Y, X
-        if channels is not None:
-            lo = channels[0]
-            contiguous = channels == list(range(lo, lo + len(channels)))
-            array = array[lo : lo + len(channels)] if contiguous else array[channels]
-        if self.spatial_dims == 2:
-            if array.shape[1] != 1:
-                raise ValueError(
-                    f"LoadLazyd: spatial_dims=2 but {image.uri} scene {image.scene!r} has "
-                    f"Z={array.shape[1]}; use spatial_dims=3"
-                )
-            array = array[:, 0]
+        array = self._select(image.data, image, t, channels)
         times = image.time_axis.seconds()
+        ts = t if isinstance(t, list) else [t]
+        n_channels = len(channels) if channels is not None else image.shape[1]
         meta = {
             "path": str(path),
             "uri": image.uri,
             "reader": image.reader,
             "scene": image.scene,
             "level": image.level,
-            "timepoint": t,
-            "time_s": times[t] if times is not None else None,
+            "timepoints": t,
+            "time_s": (
+                None if times is None else [times[i] for i in ts] if isinstance(t, list)
+                else times[t]
+            ),
+            "n_timepoints": len(ts) if isinstance(t, list) else None,
+            "n_channels": n_channels,
             "channels": channels if channels is not None else list(range(image.shape[1])),
             "pixel_sizes": tuple(image.pixel_sizes),
             "image_shape": image.shape,
             "crop_start": (0,) * self.spatial_dims,
             "crop_size": tuple(int(n) for n in array.shape[1:]),
-        }
+        }  # fmt: skip
         for key in self.keys:  # the loader creates its keys: they need not exist yet
             d[key] = array
             d[meta_key(key)] = dict(meta)
+        for key, name in self.labels.items():
+            if name not in image.labels:
+                raise KeyError(
+                    f"LoadLazyd: {image.uri} scene {image.scene!r} has no label image {name!r}; "
+                    f"it has {sorted(image.labels)}"
+                )
+            label = image.labels[name]
+            d[key] = self._select(label, image, t, None)
+            d[meta_key(key)] = {**meta, "label": name, "n_channels": int(label.shape[1])}
+        return d
+
+
+class BioIOImageLoaderd(LoadLazyd):
+    """The loader of the lazy-loading guide, with its signature, on tlcore's registry.
+
+    ``BioIOImageLoaderd(path_key="original_path", out_key="raw", dask_load=True, dtype=...)``
+    reads the same sample keys as :class:`LoadLazyd` (``scene``, ``resolution``, ``C``, ``T``)
+    through whichever tlcore reader opens the file, and returns channel-first arrays (so
+    ``EnsureChannelFirstd`` is not needed). With ``dask_load``/``lazy_load`` (the default) the
+    output is lazy: crop it, then :class:`ComputeDaskd`. With ``dask_load=False`` the
+    selected timepoint(s) are read at once, as numpy, for small images or as an eager baseline.
+    ``dtype`` converts the pixels (lazily when the output is lazy).
+    """
+
+    def __init__(
+        self,
+        path_key: str = "original_path",
+        out_key: str = "raw",
+        dask_load: bool = True,
+        lazy_load: bool | None = None,
+        dtype: Any = None,
+        scene_key: str = "scene",
+        resolution_key: str = "resolution",
+        channel_key: str = "C",
+        timepoint_key: str = "T",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            keys=out_key,
+            path_key=path_key,
+            scene_key=scene_key,
+            level_key=resolution_key,
+            timepoint_key=timepoint_key,
+            channel_key=channel_key,
+            **kwargs,
+        )
+        self.out_key = out_key
+        self.lazy = dask_load if lazy_load is None else lazy_load
+        self.dtype = dtype
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = super().__call__(data)
+        dtype = _np_dtype(self.dtype)
+        for key in self.key_iterator(d):
+            array = d[key]
+            if dtype is not None:
+                array = array.astype(dtype)
+            if not self.lazy:
+                array = np.asarray(array.compute(scheduler=_default_scheduler()))
+            d[key] = array
         return d
 
 
@@ -207,6 +280,26 @@ def _cell(value: Any, default: Any) -> Any:
     if isinstance(value, str) and not value.strip():
         return default
     return value
+
+
+def _np_dtype(dtype: Any) -> np.dtype[Any] | None:
+    """``"float16"``, ``numpy.float32``, ``torch.float32`` or None -> a numpy dtype or None."""
+    if dtype is None:
+        return None
+    if isinstance(dtype, torch.dtype):
+        return np.dtype(torch.empty((), dtype=dtype).numpy().dtype)
+    if isinstance(dtype, str) and dtype.startswith("torch."):
+        return _np_dtype(getattr(torch, dtype[len("torch.") :]))
+    if isinstance(dtype, str) and dtype.startswith("numpy."):
+        dtype = dtype[len("numpy.") :]
+    return np.dtype(dtype)
+
+
+def _default_scheduler() -> str:
+    """Synchronous inside DataLoader workers (the threaded scheduler can hang after fork),
+    threads in the main process."""
+    info = torch.utils.data.get_worker_info()
+    return "synchronous" if info is not None else "threads"
 
 
 class RandLazyCropd(Randomizable, MapTransform):
@@ -275,9 +368,10 @@ class RandLazyCropd(Randomizable, MapTransform):
 class ComputeDaskd(MapTransform):
     """Compute lazy arrays (reading only the chunks they still cover) into torch tensors.
 
-    ``dtype`` converts after reading (``"float32"``, ``"float16"``, ``torch.float32``...).
-    ``scheduler="synchronous"`` is the default because dask's threaded scheduler can hang in
-    forked DataLoader workers; the zarr reader still decodes the touched chunks concurrently.
+    ``dtype`` converts after reading (``"float32"``, ``"float16"``, ``numpy.float32``,
+    ``torch.float32``...). ``scheduler`` is dask's: by default ``"synchronous"`` inside
+    DataLoader workers (dask's threaded scheduler can hang in forked workers) and ``"threads"``
+    in the main process.
     Arrays that are already computed (numpy, torch) are converted too, so the transform is
     safe to leave in a pipeline whose loader is not lazy.
     """
@@ -286,27 +380,21 @@ class ComputeDaskd(MapTransform):
         self,
         keys: KeysCollection,
         dtype: Any = None,
-        scheduler: str = "synchronous",
+        scheduler: str | None = None,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.dtype = dtype
         self.scheduler = scheduler
 
-    def _np_dtype(self) -> Any:
-        if self.dtype is None:
-            return None
-        if isinstance(self.dtype, torch.dtype):
-            return torch.empty((), dtype=self.dtype).numpy().dtype
-        return np.dtype(self.dtype)
-
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
-        dtype = self._np_dtype()
+        dtype = _np_dtype(self.dtype)
+        scheduler = self.scheduler or _default_scheduler()
         for key in self.key_iterator(d):
             value = d[key]
             if _is_dask(value):
-                value = value.compute(scheduler=self.scheduler)
+                value = value.compute(scheduler=scheduler)
             if isinstance(value, torch.Tensor):
                 value = value.numpy()
             array = np.asarray(value)

@@ -1,0 +1,431 @@
+"""The timelapse dataset: one entry per manifest row, timepoints drawn on the fly.
+
+A sample is a pure function of ``(seed, split, epoch, position)``: the row it reads, the
+timepoints it draws and the random state of its transforms all come from that tuple, never from
+a random state living in a worker. So batches are the same with any number of workers, every
+epoch draws new timepoints, distributed ranks share an epoch without overlap, and a run resumed
+mid-epoch continues the same sequence. Imports torch (and MONAI's transforms when no pipeline is
+given), so ``import tlcore`` does not import this module.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from tlcore import cache
+from tlcore.errors import TlcoreError
+from tlcore.manifest import ManifestRow
+from tlcore.sampling import (
+    SAMPLING_MODES,
+    TimeRange,
+    epoch_rows,
+    rank_positions,
+    resolve_range,
+    rng_for,
+    sample_timepoints,
+)
+
+__all__ = [
+    "SampleError",
+    "TimelapseDataLoader",
+    "TimelapseDataset",
+    "TimelapseSampler",
+    "collate_samples",
+    "default_transforms",
+    "worker_init",
+]
+
+#: Sample keys of the one vocabulary shared by dataset, loaders and docs.
+SAMPLE_KEYS = ("original_path", "scene", "resolution", "C", "T")
+
+
+class SampleError(TlcoreError):
+    """A sample could not be made: names the manifest row, the file and the epoch position."""
+
+
+def default_transforms(
+    keys: str = "raw",
+    spatial_dims: int = 3,
+    patch_shape: Sequence[int] | None = None,
+    dtype: Any = "float32",
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """The pipeline used when none is given: load lazily, crop to ``patch_shape`` (when given),
+    compute only the crop."""
+    from monai.transforms import Compose
+
+    from tlcore.transforms import ComputeDaskd, LoadLazyd, RandLazyCropd
+
+    steps: list[Any] = [LoadLazyd(keys=keys, spatial_dims=spatial_dims)]
+    if patch_shape is not None:
+        steps.append(RandLazyCropd(keys=keys, roi_size=tuple(patch_shape)))
+    steps.append(ComputeDaskd(keys=keys, dtype=dtype))
+    return Compose(steps)  # type: ignore[no-any-return]
+
+
+class TimelapseDataset(Dataset[dict[str, Any]]):
+    """One entry per manifest row; each sample draws ``num_timepoints`` timepoints of its row.
+
+    Args:
+        rows: the split's manifest rows (:func:`tlcore.manifest.read_manifest`).
+        transforms: a callable on the sample dict (a MONAI ``Compose``); its random state is
+            reseeded per sample. None: :func:`default_transforms` with ``patch_shape``.
+        split: the split's name (part of the seed).
+        num_timepoints: timepoints per sample. 1 gives ``T`` as an int, more give a list.
+        timepoint_sampling: ``"random"``, ``"sequential"`` or ``"uniform"``
+            (:func:`tlcore.sampling.sample_timepoints`).
+        seed: the run's seed.
+        samples_per_epoch: the epoch's length in samples (not batches); None: one per row.
+        shuffle: a new row order and new draws every epoch (training). False: rows in manifest
+            order and the same draws every epoch (validation and test are comparable across
+            epochs).
+        spatial_dims, patch_shape: for the default pipeline.
+        independent_crops: with several timepoints, run the pipeline once per timepoint (its
+            own random crop and augmentation each) instead of one box for all.
+        storage_options: fsspec options for every path (credentials, ``endpoint_url``...).
+
+    Indexing: ``dataset[position]`` draws for the dataset's current epoch
+    (:meth:`set_epoch`); ``dataset[(epoch, position)]`` for any epoch (what
+    :class:`TimelapseSampler` yields, so workers never need to know the epoch). Positions past
+    ``len(dataset)`` are valid fresh draws (distributed padding).
+
+    Building the dataset opens no file. A file's metadata is read on the first sample that needs
+    it, once per process (:mod:`tlcore.cache`); each row keeps its own time range.
+    """
+
+    def __init__(
+        self,
+        rows: Sequence[ManifestRow],
+        transforms: Callable[[dict[str, Any]], Any] | None = None,
+        *,
+        split: str = "train",
+        num_timepoints: int = 1,
+        timepoint_sampling: str = "random",
+        seed: int = 42,
+        samples_per_epoch: int | None = None,
+        shuffle: bool | None = None,
+        spatial_dims: int = 3,
+        patch_shape: Sequence[int] | None = None,
+        independent_crops: bool = False,
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        if timepoint_sampling not in SAMPLING_MODES:
+            raise ValueError(
+                f"timepoint_sampling must be one of {SAMPLING_MODES}, got {timepoint_sampling!r}"
+            )
+        if int(num_timepoints) < 1:
+            raise ValueError(f"num_timepoints must be at least 1, got {num_timepoints}")
+        if not rows:
+            raise ValueError(f"the {split!r} split has no manifest rows")
+        if samples_per_epoch is not None and int(samples_per_epoch) < 1:
+            raise ValueError(f"samples_per_epoch must be at least 1, got {samples_per_epoch}")
+        self.rows = list(rows)
+        self.split = split
+        self.num_timepoints = int(num_timepoints)
+        self.timepoint_sampling = timepoint_sampling
+        self.seed = int(seed)
+        self.samples_per_epoch = None if samples_per_epoch is None else int(samples_per_epoch)
+        self.shuffle = split == "train" if shuffle is None else bool(shuffle)
+        self.spatial_dims = spatial_dims
+        self.patch_shape = None if patch_shape is None else tuple(int(n) for n in patch_shape)
+        self.independent_crops = independent_crops
+        self.storage_options = dict(storage_options or {})
+        self.transforms = (
+            transforms
+            if transforms is not None
+            else default_transforms(spatial_dims=spatial_dims, patch_shape=self.patch_shape)
+        )
+        self.epoch = 0
+        self._order: tuple[int, np.ndarray] | None = None
+        self._ranges: dict[int, TimeRange] = {}
+
+    def __len__(self) -> int:
+        return self.samples_per_epoch if self.samples_per_epoch is not None else len(self.rows)
+
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch that ``dataset[position]`` draws for."""
+        self.epoch = int(epoch)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_order"] = None
+        return state
+
+    # -- the draw ------------------------------------------------------------------------------
+    def row_at(self, epoch: int, position: int) -> int:
+        """The index into ``rows`` read at ``position`` of ``epoch`` (positions past the end,
+        distributed padding, repeat the epoch's rows with fresh draws)."""
+        epoch = epoch if self.shuffle else 0
+        if self._order is None or self._order[0] != epoch:
+            order = epoch_rows(
+                len(self.rows), len(self), self.seed, self.split, epoch, self.shuffle
+            )
+            self._order = (epoch, order)
+        return int(self._order[1][position % len(self)])
+
+    def time_range(self, index: int) -> TimeRange:
+        """The row's timepoints, resolved against its file (opens the file's metadata once)."""
+        found = self._ranges.get(index)
+        if found is None:
+            row = self.rows[index]
+            image = self._image(row)
+            try:
+                found = resolve_range(row.start, row.stop, image.shape[0])
+            except ValueError as exc:
+                raise SampleError(f"{row.where()}: {exc}; fix start/stop") from None
+            self._ranges[index] = found
+        return found
+
+    def _image(self, row: ManifestRow) -> Any:
+        return cache.open_cached(row.path, row.scene, row.resolution, self.storage_options or None)
+
+    def draw(self, epoch: int, position: int) -> dict[str, Any]:
+        """The sample dict before transforms: the row's keys, the drawn ``T``, the times of
+        those timepoints in seconds (NaN where the file records none) and the extra columns."""
+        index = self.row_at(epoch, position)
+        row = self.rows[index]
+        rng = rng_for(self.seed, self.split, epoch if self.shuffle else 0, position)
+        try:
+            time_range = self.time_range(index)
+            ts = sample_timepoints(rng, time_range, self.num_timepoints, self.timepoint_sampling)
+            seconds = self._image(row).time_axis.seconds()
+        except SampleError:
+            raise
+        except (TlcoreError, OSError, ValueError) as exc:
+            raise SampleError(f"{row.where()}: {exc}") from exc
+        times = [math.nan if seconds is None else float(seconds[t]) for t in ts]
+        sample: dict[str, Any] = {
+            "original_path": row.path,
+            "scene": row.scene,
+            "resolution": row.resolution,
+            "C": "" if row.channels is None else ",".join(str(c) for c in row.channels),
+            "T": ts if self.num_timepoints > 1 else ts[0],
+            "T_seconds": times if self.num_timepoints > 1 else times[0],
+            "row": row.row,
+            "split": self.split,
+            "_transform_seed": int(rng.integers(0, 2**31 - 1)),
+        }
+        sample.update(row.extras)
+        return sample
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        epoch, position = key if isinstance(key, tuple) else (self.epoch, int(key))
+        sample = self.draw(epoch, position)
+        seed = sample.pop("_transform_seed")
+        row = self.rows[self.row_at(epoch, position)]
+        try:
+            if self.independent_crops and self.num_timepoints > 1:
+                return self._per_timepoint(sample, seed)
+            return self._apply(sample, seed)
+        except Exception as exc:
+            raise SampleError(
+                f"{row.where()}: making sample {position} of epoch {epoch} ({self.split}, "
+                f"T={sample['T']}) failed: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def _apply(self, sample: dict[str, Any], seed: int) -> dict[str, Any]:
+        set_state = getattr(self.transforms, "set_random_state", None)
+        if set_state is not None:
+            set_state(seed=seed)
+        out = self.transforms(sample)
+        if not isinstance(out, dict):
+            raise TypeError(
+                f"the transforms returned {type(out).__name__}, not a dict: a pipeline that "
+                "returns several samples per item (RandCropByPosNegLabeld with num_samples>1) "
+                "is not supported here"
+            )
+        return out
+
+    def _per_timepoint(self, sample: dict[str, Any], seed: int) -> dict[str, Any]:
+        """Run the pipeline once per timepoint, then fold the results time-major into the
+        channel axis, as one shared box would be."""
+        ts, times = sample["T"], sample["T_seconds"]
+        outs = [
+            self._apply({**sample, "T": t, "T_seconds": s}, seed + k)
+            for k, (t, s) in enumerate(zip(ts, times))
+        ]
+        merged = dict(outs[0])
+        merged["T"], merged["T_seconds"] = ts, times
+        for key, value in outs[0].items():
+            if isinstance(value, torch.Tensor) and f"{key}_meta" in merged:
+                merged[key] = torch.cat([o[key] for o in outs], dim=0)
+                meta = dict(merged[f"{key}_meta"])
+                meta.update(
+                    timepoints=ts,
+                    time_s=times,
+                    n_timepoints=len(ts),
+                    per_timepoint=[o[f"{key}_meta"] for o in outs],
+                )
+                merged[f"{key}_meta"] = meta
+        return merged
+
+
+class TimelapseSampler(DistributedSampler[tuple[int, int]]):
+    """Yields ``(epoch, position)`` keys: every position of the epoch once, this rank's share
+    when distributed (:func:`tlcore.sampling.rank_positions`).
+
+    The epoch advances by itself after each complete pass, and :meth:`set_epoch` (which
+    Lightning calls at each epoch start) sets it. ``skip`` positions of the next pass are left
+    out, to resume mid-epoch. It is a ``DistributedSampler`` so that Lightning keeps it instead
+    of wrapping it in its own: sharding is done here. The rank and world size come from the
+    arguments, else from ``torch.distributed`` when it is initialised, else 0 and 1.
+    """
+
+    def __init__(
+        self,
+        length: int,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        epoch: int = 0,
+    ) -> None:
+        # DistributedSampler.__init__ would require an initialised process group.
+        self.length = int(length)
+        self._num_replicas = num_replicas
+        self._rank = rank
+        self.epoch = int(epoch)
+        self.skip = 0
+        self.shuffle = False  # read by Lightning; shuffling is the dataset's, per epoch
+        self.drop_last = False
+
+    @property
+    def num_replicas(self) -> int:  # type: ignore[override]
+        if self._num_replicas is not None:
+            return self._num_replicas
+        dist = torch.distributed
+        return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+    @property
+    def rank(self) -> int:  # type: ignore[override]
+        if self._rank is not None:
+            return self._rank
+        dist = torch.distributed
+        return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+    def positions(self) -> list[int]:
+        """This rank's positions of an epoch, in order."""
+        return rank_positions(self.length, self.rank, self.num_replicas)
+
+    def __len__(self) -> int:
+        return len(self.positions())
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch, skip = self.epoch, self.skip
+        self.skip = 0
+        for position in self.positions()[skip:]:
+            yield (epoch, position)
+        self.epoch = epoch + 1
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+
+class TimelapseDataLoader(DataLoader[dict[str, Any]]):
+    """A DataLoader that can say where it is in an epoch and resume there.
+
+    ``state_dict()`` is ``{"epoch", "batches"}``: the epoch being read and the batches this
+    rank has handed out of it (or what ``progress()`` reports: the datamodule passes what the
+    trainer really trained on); ``load_state_dict`` makes the next pass start there. Lightning
+    saves and restores it with its checkpoints.
+    """
+
+    def __init__(
+        self,
+        dataset: TimelapseDataset,
+        progress: Callable[[], Mapping[str, int] | None] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(dataset, **kwargs)
+        self.progress = progress
+        self._batches = 0
+        self._epoch = self._sampler().epoch
+
+    def _sampler(self) -> TimelapseSampler:
+        sampler = self.sampler
+        if not isinstance(sampler, TimelapseSampler):
+            raise TypeError("TimelapseDataLoader needs a TimelapseSampler")
+        return sampler
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        sampler = self._sampler()
+        self._epoch = sampler.epoch
+        self._batches = sampler.skip // max(self.batch_size or 1, 1)
+        for batch in super().__iter__():
+            self._batches += 1
+            yield batch
+        self._epoch, self._batches = sampler.epoch, 0
+
+    def state_dict(self) -> dict[str, int]:
+        """``progress`` (the datamodule's view of what was trained on) wins when it has one."""
+        known = self.progress() if self.progress is not None else None
+        if known is not None:
+            return dict(known)
+        return {"epoch": self._epoch, "batches": self._batches}
+
+    def load_state_dict(self, state: Mapping[str, int]) -> None:
+        sampler = self._sampler()
+        sampler.set_epoch(int(state["epoch"]))
+        sampler.skip = int(state["batches"]) * max(self.batch_size or 1, 1)
+        self._epoch, self._batches = int(state["epoch"]), int(state["batches"])
+
+
+def worker_init(worker_id: int) -> None:
+    """Set up a DataLoader worker: one torch thread, dask's synchronous scheduler, no file
+    handles inherited from the parent, and global RNGs seeded per worker (for user code that
+    uses them; tlcore's own draws do not)."""
+    import random
+
+    import dask
+
+    torch.set_num_threads(1)
+    dask.config.set(scheduler="synchronous")
+    cache.clear()
+    seed = torch.initial_seed() % 2**32
+    random.seed(seed)
+    np.random.seed(seed)  # for user transforms that use numpy's global state
+
+
+def _stack(key: str, values: list[torch.Tensor], n_t: int | None, fold_time: bool) -> torch.Tensor:
+    shapes = {tuple(v.shape) for v in values}
+    if len(shapes) > 1:
+        raise ValueError(
+            f"collate: {key!r} has different shapes in one batch {sorted(shapes)}: crop to a "
+            "fixed patch_shape (or pad) before batching"
+        )
+    if n_t is not None:
+        values = [v.reshape(n_t, v.shape[0] // n_t, *v.shape[1:]) for v in values]
+    batch = torch.stack(values)
+    if n_t is not None and fold_time:
+        batch = batch.reshape(-1, *batch.shape[2:])
+    return batch
+
+
+def collate_samples(batch: Sequence[Mapping[str, Any]], fold_time: bool = False) -> dict[str, Any]:
+    """Batch samples: images ``B, C, (Z,) Y, X`` for one timepoint per sample and
+    ``B, T, C, (Z,) Y, X`` for several (or ``B*T, C, ...`` with ``fold_time``); ``T`` as a
+    ``B`` or ``B, T`` integer tensor and ``T_seconds`` likewise in float64 (NaN where unknown);
+    numbers as tensors; strings, metadata dicts and anything else as lists."""
+    keys = list(batch[0])
+    out: dict[str, Any] = {}
+    for key in keys:
+        values = [sample[key] for sample in batch]
+        first = values[0]
+        if isinstance(first, torch.Tensor):
+            meta = batch[0].get(f"{key}_meta")
+            n_t = meta.get("n_timepoints") if isinstance(meta, Mapping) else None
+            out[key] = _stack(key, list(values), n_t, fold_time)
+        elif isinstance(first, np.ndarray):
+            out[key] = _stack(key, [torch.as_tensor(v) for v in values], None, fold_time)
+        elif key == "T":
+            out[key] = torch.as_tensor(values, dtype=torch.int64)
+        elif key == "T_seconds":
+            out[key] = torch.as_tensor(values, dtype=torch.float64)
+        elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            out[key] = torch.as_tensor(values)
+        else:
+            out[key] = list(values)
+    return out
