@@ -91,7 +91,9 @@ class ArrayReader(abc.ABC):
     @abc.abstractmethod
     def _read(self, handle: Any, region: Region) -> np.ndarray:
         """Return the pixels of ``region`` (five slices with concrete start/stop and step 1) as
-        an array of exactly that shape, TCZYX."""
+        an array of exactly that shape, TCZYX, in the declared dtype. A different dtype is cast
+        only when the cast is lossless (``np.can_cast(..., "safe")``); otherwise reading raises
+        ``TypeError`` naming the reader."""
 
     # -- what tlcore provides ----------------------------------------------------------------
     @property
@@ -111,9 +113,23 @@ class ArrayReader(abc.ABC):
                 f"{type(self).__name__} returned shape {out.shape} for region {region}, "
                 f"expected {expected}"
             )
-        out = np.asarray(out, dtype=self.dtype)
+        out = self._checked_dtype(np.asarray(out), region)
         read_stats.add(out.nbytes)
         return out[post] if post else out
+
+    def _checked_dtype(self, out: np.ndarray, region: Region) -> np.ndarray:
+        """``out`` in the declared dtype. A cast happens only where numpy calls it safe (no
+        value can change: uint8 into uint16, big- into little-endian); anything else is the
+        reader's bug, and a silent cast would hand the user wrong pixels."""
+        if out.dtype == self.dtype:
+            return out
+        if np.can_cast(out.dtype, self.dtype, casting="safe"):
+            return out.astype(self.dtype)
+        raise TypeError(
+            f"{self!r}: _read returned {out.dtype} pixels for region {region}, but the reader "
+            f"declares {self.dtype} and casting {out.dtype} to {self.dtype} can lose values. "
+            "Return the declared dtype from _read, or declare the dtype the file really holds."
+        )
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
