@@ -1,0 +1,221 @@
+"""Read TCZYX regions of one TIFF series level, touching only the pages and segments needed.
+
+A region becomes, per page it touches (one timepoint, channel and plane), either one range read
+of the rows it spans (uncompressed contiguous pages: ``os.pread`` locally, an HTTP range
+request remotely) or the read and decode of the strips or tiles it overlaps, with tifffile's own
+segment decoder. So a crop of one plane never decodes another plane, and a crop of a tiled page
+decodes only its tiles.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from typing import Any
+
+import numpy as np
+
+from tlcore import ReaderError, Source
+from tlcore.lazy import ArrayReader, Region
+from tlcore_tiff.meta import Layout, OpenTiff, SceneMeta
+
+
+class TiffArrayReader(ArrayReader):
+    """TCZYX view of level ``level`` of the scene described by ``meta``.
+
+    Holds only plain values (the source, scene and level, the axis layout), so it pickles small;
+    the file is reopened, read-only, on the first read in each process.
+    """
+
+    def __init__(self, source: Source, mode: str, meta: SceneMeta, level: int) -> None:
+        assert meta.layout is not None
+        lv = meta.levels[level]
+        super().__init__(lv.shape, meta.dtype, lv.chunks)
+        self.source = source
+        self.mode = mode
+        self.scene_id = meta.id
+        self.series = meta.series
+        self.level = level
+        self.layout: Layout = meta.layout
+        self.ome = meta.kind == "ome"
+
+    def identity(self) -> tuple[Any, ...]:
+        return (self.source.key, self.mode, self.series, self.level)
+
+    def _open(self) -> PageReader:
+        return PageReader(self.source, self.ome, self.series, self.level, self._where())
+
+    def _where(self) -> str:
+        return f"{self.source.uri} scene {self.scene_id!r} level {self.level}"
+
+    def _read(self, handle: PageReader, region: Region) -> np.ndarray:
+        rt, rc, rz, ry, rx = region
+        out = np.zeros(tuple(s.stop - s.start for s in region), dtype=self.dtype)
+        if out.size == 0:
+            return out
+        samples = self.layout.samples
+        for t in range(rt.start, rt.stop):
+            for z in range(rz.start, rz.stop):
+                for c in range(rc.start // samples, -(-rc.stop // samples)):
+                    s0 = max(rc.start, c * samples)
+                    s1 = min(rc.stop, (c + 1) * samples)
+                    page = self.layout.page_index(t, c, z)
+                    try:
+                        block = handle.read(page, ry.start, ry.stop, rx.start, rx.stop)
+                    except ReaderError:
+                        raise
+                    except Exception as exc:
+                        raise ReaderError(
+                            f"{self._where()}: reading page {page} (T={t}, C={c}, Z={z}) failed: "
+                            f"{type(exc).__name__}: {exc}. The file may be damaged or truncated."
+                        ) from exc
+                    block = block[..., s0 - c * samples : s1 - c * samples]
+                    out[t - rt.start, s0 - rc.start : s1 - rc.start, z - rz.start] = np.moveaxis(
+                        block, -1, 0
+                    )
+        return out
+
+
+def _close(opened: OpenTiff, fd: int | None) -> None:
+    opened.close()
+    if fd is not None:
+        os.close(fd)
+
+
+class PageReader:
+    """One process's open handle on a series level: the TiffFile (for page lookups and the
+    segment decoder) plus a positional-read channel for pixel bytes."""
+
+    def __init__(self, source: Source, ome: bool, series: int, level: int, where: str) -> None:
+        self.where = where
+        self.uri = source.uri
+        opened = OpenTiff(source, ome=ome)
+        self._fd: int | None = None
+        try:
+            tf = opened.tf
+            self.series = tf.series[series].levels[level]
+            self.keyframe = self.series.keyframe
+            if source.is_local:
+                self._fd = os.open(source.uri, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        except BaseException:
+            opened.close()
+            raise
+        self._fs = opened.fs
+        self._finalizer = weakref.finalize(self, _close, opened, self._fd)
+        self._lock = threading.RLock()  # tifffile's page cache and file position
+        kf = self.keyframe
+        self.file_dtype = kf.dtype.newbyteorder(tf.byteorder)
+        self.height, self.width = int(kf.imagelength), int(kf.imagewidth)
+        self.samples = int(kf.samplesperpixel)
+        self.planar = self.samples > 1 and kf.planarconfig == 2
+        self.final = bool(kf.is_final)
+        offset = self.series.dataoffset
+        self.contiguous_offset = int(offset) if offset is not None and self.final else None
+        self.page_bytes = int(kf.nbytes)
+        self.decode = kf.decode
+        self.jpegheader = getattr(kf, "jpegheader", None)
+
+    # -- bytes -------------------------------------------------------------------------------
+    def _read_ranges(self, ranges: list[tuple[int, int]]) -> list[bytes]:
+        """Bytes at each (offset, length), exactly; a short read means a truncated file."""
+        if self._fd is not None:
+            chunks = [os.pread(self._fd, n, off) for off, n in ranges]
+        else:
+            starts = [off for off, _ in ranges]
+            ends = [off + n for off, n in ranges]
+            chunks = list(self._fs.cat_ranges([self.uri] * len(ranges), starts, ends))
+        for (off, n), data in zip(ranges, chunks):
+            if isinstance(data, BaseException):
+                raise data
+            if len(data) != n:
+                raise ReaderError(
+                    f"{self.where}: the file ends before the pixel data at bytes {off:,}-"
+                    f"{off + n:,} (got {len(data)} of {n} bytes): it is truncated; copy it again"
+                )
+        return [bytes(d) for d in chunks]
+
+    # -- pages -------------------------------------------------------------------------------
+    def _page(self, index: int) -> Any:
+        with self._lock:
+            return self.series._getitem(index)
+
+    def read(self, index: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """Rows y0:y1, columns x0:x1 of page ``index`` as (rows, columns, samples)."""
+        if self.contiguous_offset is not None:
+            return self._read_rows(self.contiguous_offset + index * self.page_bytes, y0, y1, x0, x1)
+        page = self._page(index)
+        if page is None:  # a plane the OME-XML lists but the file does not hold: zeros
+            return np.zeros((y1 - y0, x1 - x0, self.samples), self.file_dtype.newbyteorder("="))
+        if self.final and page.is_contiguous:
+            return self._read_rows(int(page.dataoffsets[0]), y0, y1, x0, x1)
+        return self._read_segments(page, y0, y1, x0, x1)
+
+    def _read_rows(self, base: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        item = self.file_dtype.itemsize
+        if not self.planar:
+            row = self.width * self.samples * item
+            (data,) = self._read_ranges([(base + y0 * row, (y1 - y0) * row)])
+            rows = np.frombuffer(data, self.file_dtype).reshape(y1 - y0, self.width, self.samples)
+            return rows[:, x0:x1]
+        plane = self.height * self.width * item
+        row = self.width * item
+        parts = self._read_ranges(
+            [(base + s * plane + y0 * row, (y1 - y0) * row) for s in range(self.samples)]
+        )
+        planes = [np.frombuffer(p, self.file_dtype).reshape(y1 - y0, self.width) for p in parts]
+        return np.stack(planes, axis=-1)[:, x0:x1]
+
+    def _segments(self, y0: int, y1: int, x0: int, x1: int) -> list[int]:
+        """Indices of the strips or tiles that overlap rows y0:y1 and columns x0:x1."""
+        kf = self.keyframe
+        separate = self.samples if self.planar else 1
+        if kf.is_tiled:
+            th, tw = int(kf.tilelength), int(kf.tilewidth)
+            across = -(-self.width // tw)
+            down = -(-self.height // th)
+            return [
+                (s * down + ty) * across + tx
+                for s in range(separate)
+                for ty in range(y0 // th, (y1 - 1) // th + 1)
+                for tx in range(x0 // tw, (x1 - 1) // tw + 1)
+            ]
+        rps = max(1, min(int(kf.rowsperstrip), self.height))
+        strips = -(-self.height // rps)
+        return [
+            s * strips + sy for s in range(separate) for sy in range(y0 // rps, (y1 - 1) // rps + 1)
+        ]
+
+    def _read_segments(self, page: Any, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        separate = self.samples if self.planar else 1
+        contig = 1 if self.planar else self.samples
+        out = np.zeros((separate, y1 - y0, x1 - x0, contig), self.file_dtype.newbyteorder("="))
+        indices = self._segments(y0, y1, x0, x1)
+        offsets, counts = page.dataoffsets, page.databytecounts
+        wanted = [i for i in indices if counts[i] > 0]
+        datas = dict(zip(wanted, self._read_ranges([(offsets[i], counts[i]) for i in wanted])))
+        jpegtables = getattr(page, "jpegtables", None)
+        for i in indices:
+            data = datas.get(i)
+            segment, (s, _, sy, sx, _), _shape = self.decode(
+                data, i, jpegtables=jpegtables, jpegheader=self.jpegheader
+            )
+            if segment is None:  # an empty strip or tile: tifffile's nodata value
+                fill = self.keyframe.nodata
+                seg_h, seg_w = _shape[1], _shape[2]
+                ya, yb = max(y0, sy), min(y1, sy + seg_h)
+                xa, xb = max(x0, sx), min(x1, sx + seg_w)
+                if ya < yb and xa < xb:
+                    out[s, ya - y0 : yb - y0, xa - x0 : xb - x0] = fill
+                continue
+            segment = segment[0]  # (length, width, samples) of a 2-D page
+            ya, yb = max(y0, sy), min(y1, sy + segment.shape[0], self.height)
+            xa, xb = max(x0, sx), min(x1, sx + segment.shape[1], self.width)
+            if ya < yb and xa < xb:
+                out[s, ya - y0 : yb - y0, xa - x0 : xb - x0] = segment[
+                    ya - sy : yb - sy, xa - sx : xb - sx
+                ]
+        if self.planar:
+            return np.moveaxis(out[..., 0], 0, -1)
+        block: np.ndarray = out[0]
+        return block
