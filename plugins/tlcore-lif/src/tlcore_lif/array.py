@@ -20,8 +20,9 @@ from tlcore_lif.mosaic import Placement
 
 #: Order of the strided view's axes: the mosaic tile first, then tlcore's TCZYX.
 VIEW_AXES = "MTCZYX"
-#: Largest Y and X extent of one dask chunk: a chunk is at most one (T, C, Z) plane, and big
-#: stitched planes are cut so that a crop does not copy a whole mosaic plane.
+#: Largest extent of one dask chunk along an axis. A chunk is one stored 2-D frame of one
+#: timepoint and channel (a YX plane, or the ZX frame of an XZ line scan), and big frames
+#: (stitched mosaics) are cut so that a crop does not copy a whole mosaic plane.
 MAX_PLANE_CHUNK = 1024
 
 
@@ -45,6 +46,15 @@ def layout_extent(offset: int, shape: tuple[int, ...], strides: tuple[int, ...])
     low = offset + sum(min(0, (n - 1) * s) for n, s in zip(shape, strides))
     high = offset + sum(max(0, (n - 1) * s) for n, s in zip(shape, strides))
     return range(low, high + 1)
+
+
+def frame_axes(meta: ImageMeta) -> str:
+    """The spatial axes of the stored 2-D frame, the microscope's unit of acquisition: the two
+    innermost stored axes among Z, Y, X (Y and X for images, Z and X for XZ line scans)."""
+    spatial = sorted(
+        (a for a in meta.axes if a.code in "ZYX" and a.size > 1), key=lambda a: a.stride
+    )
+    return "".join(a.code for a in spatial[:2]) or "X"
 
 
 class LifArrayReader(ArrayReader):
@@ -73,11 +83,10 @@ class LifArrayReader(ArrayReader):
         _, t, c, z, y, x = self.view_shape
         if plan is not None and stitched_yx is not None:
             y, x = stitched_yx
-        super().__init__(
-            shape=(t, c, z, y, x),
-            dtype=meta.dtype,
-            chunks=(1, 1, 1, min(y, MAX_PLANE_CHUNK), min(x, MAX_PLANE_CHUNK)),
-        )
+        frame = frame_axes(meta)
+        sizes = {"Z": z, "Y": y, "X": x}
+        cz, cy, cx = (min(sizes[a], MAX_PLANE_CHUNK) if a in frame else 1 for a in "ZYX")
+        super().__init__(shape=(t, c, z, y, x), dtype=meta.dtype, chunks=(1, 1, cz, cy, cx))
 
     def identity(self) -> tuple[Any, ...]:
         mode = "stitched" if self.plan is not None else f"tile {self.tile}"
