@@ -107,12 +107,13 @@ class Scene:
         )
 
     def chunks(self, level: int = 0) -> tuple[int, int, int, int, int]:
-        """One chunk per plane at most; Y/X like the stored tiles (clamped to 256-2048)."""
+        """One chunk per plane at most (the 3 samples of an RGB pixel are stored together, so
+        an RGB plane is one chunk of 3 channels); Y/X like the stored tiles, 256-2048."""
         *_, y, x = self.shape(level)
         if self.tile is not None:
-            return (1, 1, 1, y, x)
+            return (1, self.samples, 1, y, x)
         th, tw = (min(2048, max(256, n)) for n in self.tile_size)
-        return (1, 1, 1, min(y, th), min(x, tw))
+        return (1, self.samples, 1, min(y, th), min(x, tw))
 
 
 @dataclass(frozen=True)
