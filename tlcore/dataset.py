@@ -223,9 +223,10 @@ class TimelapseDataset(Dataset[dict[str, Any]]):
                 return self._per_timepoint(sample, seed)
             return self._apply(sample, seed)
         except Exception as exc:
+            cause, step = _root_cause(exc)
             raise SampleError(
                 f"{row.where()}: making sample {position} of epoch {epoch} ({self.split}, "
-                f"T={sample['T']}) failed: {type(exc).__name__}: {exc}"
+                f"T={sample['T']}) failed{step}: {type(cause).__name__}: {cause}"
             ) from exc
 
     def _apply(self, sample: dict[str, Any], seed: int) -> dict[str, Any]:
@@ -263,6 +264,21 @@ class TimelapseDataset(Dataset[dict[str, Any]]):
                 )
                 merged[f"{key}_meta"] = meta
         return merged
+
+
+def _root_cause(exc: BaseException) -> tuple[BaseException, str]:
+    """MONAI wraps a failing transform's error in ``RuntimeError("applying transform ...")``:
+    unwrap it, and name the transform."""
+    step = ""
+    while (
+        isinstance(exc, RuntimeError)
+        and str(exc).startswith("applying transform")
+        and exc.__cause__ is not None
+    ):
+        name = str(exc).split("<", 1)[-1].split(" object", 1)[0].rsplit(".", 1)[-1]
+        step = f" in {name}"
+        exc = exc.__cause__
+    return exc, step
 
 
 class TimelapseSampler(DistributedSampler[tuple[int, int]]):

@@ -292,7 +292,8 @@ def _np_dtype(dtype: Any) -> np.dtype[Any] | None:
         return _np_dtype(getattr(torch, dtype[len("torch.") :]))
     if isinstance(dtype, str) and dtype.startswith("numpy."):
         dtype = dtype[len("numpy.") :]
-    return np.dtype(dtype)
+    resolved: np.dtype[Any] = np.dtype(dtype)
+    return resolved
 
 
 def _default_scheduler() -> str:
