@@ -1,14 +1,17 @@
-"""The ``tlcore`` command: ``plugins``, ``info`` and ``demo``.
+"""The ``tlcore`` command: ``plugins``, ``info``, ``demo`` and ``new-plugin``.
 
 Only the standard library and the registry are imported up front; ``info`` imports dask through
-the reader it uses, ``demo`` imports torch and MONAI.
+the reader it uses, ``demo`` imports torch and MONAI. ``--debug`` (or ``TLCORE_DEBUG=1``) shows
+the traceback behind an error, the plugin's own frames included.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import traceback
 from collections.abc import Sequence
 from typing import Any
 
@@ -101,6 +104,40 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(out_dir=args.out, n_crops=args.crops, roi=tuple(args.roi), seed=args.seed)
 
 
+def _new_plugin(args: argparse.Namespace) -> int:
+    from tlcore.templates import write_plugin
+
+    try:
+        root = write_plugin(args.name, args.dir)
+    except ValueError as exc:
+        print(f"tlcore: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {root}")
+    print(f"next:\n  cd {root}\n  pip install -e '.[test]'\n  pytest")
+    return 0
+
+
+def _print_load_tracebacks() -> None:
+    """Import each failed plugin again, for the traceback the registry keeps only as a line."""
+    from importlib.metadata import entry_points
+
+    from tlcore.registry import ENTRY_POINT_GROUP, get_registry
+
+    failed = {r.name for r in get_registry().records() if r.status == "failed"}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in failed:
+            try:
+                ep.load().reader_info()
+            except Exception as exc:
+                print(f"--- plugin {ep.name!r} ({ep.value}) failed to load:", file=sys.stderr)
+                traceback.print_exception(exc, file=sys.stderr)
+
+
+def _debug_wanted(args: argparse.Namespace) -> bool:
+    env = os.environ.get("TLCORE_DEBUG", "").strip().lower()
+    return bool(getattr(args, "debug", False)) or env not in ("", "0", "false", "no")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from tlcore import __version__
 
@@ -108,34 +145,66 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tlcore", description="Lazy microscopy timelapses for deep learning."
     )
     parser.add_argument("--version", action="version", version=f"tlcore {__version__}")
+    debug_help = "show tracebacks (plugin errors included); or set TLCORE_DEBUG=1"
+    parser.add_argument("--debug", action="store_true", help=debug_help)
+    # Also accepted after the command (`tlcore info --debug x.nd2`); SUPPRESS keeps a value
+    # given before the command.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("plugins", help="list the installed reader plugins")
+    p = sub.add_parser("plugins", help="list the installed reader plugins", parents=[common])
     p.add_argument("--json", action="store_true", help="print one JSON list")
     p.set_defaults(func=_plugins)
 
-    p = sub.add_parser("info", help="describe a file: reader, scenes, levels, time, pixels")
+    p = sub.add_parser(
+        "info", help="describe a file: reader, scenes, levels, time, pixels", parents=[common]
+    )
     p.add_argument("path", help="local path or URL (s3://...)")
     p.add_argument("--reader", default=None, help="force a reader by name")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_info)
 
-    p = sub.add_parser("demo", help="write a synthetic timelapse and read random crops lazily")
+    p = sub.add_parser(
+        "demo", help="write a synthetic timelapse and read random crops lazily", parents=[common]
+    )
     p.add_argument("--out", default="demo-output", help="folder for the synthetic data")
     p.add_argument("--crops", type=int, default=200, help="number of random crops to read")
     p.add_argument("--roi", type=int, nargs=3, default=[16, 128, 128], metavar=("Z", "Y", "X"))
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_demo)
+
+    p = sub.add_parser(
+        "new-plugin",
+        help="write a reader plugin distribution that passes the conformance kit as it is",
+        parents=[common],
+    )
+    p.add_argument("name", help="reader name: lower-case letters, digits, dashes (my-format)")
+    p.add_argument("--dir", default=".", help="folder to write tlcore-NAME/ into (default: .)")
+    p.set_defaults(func=_new_plugin)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    debug = _debug_wanted(args)
     try:
         code: int = args.func(args)
+        if debug and args.command == "plugins":
+            _print_load_tracebacks()
         return code
-    except (TlcoreError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+    except (
+        TlcoreError,
+        FileNotFoundError,
+        FileExistsError,
+        PermissionError,
+        IsADirectoryError,
+    ) as exc:
+        if debug:  # the chain shows the plugin's own exception and frames
+            traceback.print_exception(exc, file=sys.stderr)
         print(f"tlcore: error: {exc}", file=sys.stderr)
+        if not debug and isinstance(exc, TlcoreError) and exc.__cause__ is not None:
+            print("(run with --debug or TLCORE_DEBUG=1 for the traceback)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -24,9 +24,9 @@ from tlcore.testing import iowatch
 from tlcore.testing.graph import array_reader
 
 AXES = "TCZYX"
-#: A chunk may cost this fraction of its reads for one timepoint/plane and still count as one
-#: storage unit; below it, the format can serve less than the chunk.
-SAME_UNIT_FRACTION = 0.5
+#: Reading one timepoint/plane of a chunk must cost at least this fraction of reading it whole
+#: for the chunk to count as one storage unit (a chunk of k timepoints stored apart costs 1/k).
+SAME_UNIT_FRACTION = 0.75
 
 
 def chunk_grid_problems(chunks: Sequence[Sequence[int]]) -> list[str]:
