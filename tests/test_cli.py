@@ -113,3 +113,80 @@ def test_info_on_broken_store(tmp_path: Path) -> None:
     assert (
         "broken.ome.zarr" in result.stderr and "ome-zarr: unreadable zarr metadata" in result.stderr
     )
+
+
+# -- new-plugin and --debug (the plugin author's kit) ---------------------------------------------
+def test_new_plugin_writes_a_distribution(tmp_path: Path) -> None:
+    result = tlcore("new-plugin", "my-format", "--dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    root = tmp_path / "tlcore-my-format"
+    assert str(root) in result.stdout and "pytest" in result.stdout
+    files = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+    assert files == {
+        "pyproject.toml", "README.md", "tests/test_conformance.py",
+        "src/tlcore_my_format/__init__.py", "src/tlcore_my_format/py.typed",
+        "src/tlcore_my_format/reader.py", "src/tlcore_my_format/stack.py",
+    }  # fmt: skip
+    pyproject = (root / "pyproject.toml").read_text()
+    assert '[project.entry-points."tlcore.readers"]' in pyproject
+    assert 'my-format = "tlcore_my_format.reader"' in pyproject
+    reader = (root / "src/tlcore_my_format/reader.py").read_text()
+    assert '".myformat"' in reader and "{{" not in reader
+
+    again = tlcore("new-plugin", "my-format", "--dir", str(tmp_path))
+    assert again.returncode == 2 and "already exists" in again.stderr
+    bad = tlcore("new-plugin", "My Format!", "--dir", str(tmp_path))
+    assert bad.returncode == 2 and "lower-case letters" in bad.stderr
+
+
+BOOM = '''
+import tlcore
+
+def _explode():
+    raise RuntimeError("native library exploded")
+
+@tlcore.hookimpl
+def reader_info():
+    return tlcore.ReaderInfo("boom", (".boom",))
+
+@tlcore.hookimpl
+def open_lazy(source, scene, level):
+    _explode()
+'''
+
+
+def test_debug_shows_the_plugin_traceback(tmp_path: Path) -> None:
+    import os
+
+    site = tmp_path / "site"
+    info = site / "tlcore_boom-1.0.dist-info"
+    info.mkdir(parents=True)
+    (site / "tlcore_boom.py").write_text(BOOM)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tlcore-boom\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[tlcore.readers]\nboom = tlcore_boom\n")
+    sample = tmp_path / "x.boom"
+    sample.write_bytes(b"boom")
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    env.pop("TLCORE_DEBUG", None)
+
+    def run(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "tlcore.cli", *args], capture_output=True,
+                              text=True, env={**env, **extra}, timeout=120)  # fmt: skip
+
+    plain = run("info", str(sample))
+    assert plain.returncode == 2 and "native library exploded" in plain.stderr
+    assert "Traceback" not in plain.stderr and "--debug" in plain.stderr
+    for result in (run("info", "--debug", str(sample)), run("--debug", "info", str(sample)),
+                   run("info", str(sample), TLCORE_DEBUG="1")):  # fmt: skip
+        assert result.returncode == 2
+        assert "Traceback" in result.stderr and "_explode" in result.stderr, result.stderr
+        assert "tlcore_boom.py" in result.stderr
+
+    (site / "tlcore_broken.py").write_text("import libfoo_that_is_missing\n")
+    (info / "entry_points.txt").write_text(
+        "[tlcore.readers]\nboom = tlcore_boom\nbroken = tlcore_broken\n"
+    )
+    listed = run("plugins", "--debug")
+    assert listed.returncode == 0
+    assert "plugin 'broken'" in listed.stderr and "Traceback" in listed.stderr
+    assert "libfoo_that_is_missing" in listed.stderr
