@@ -35,6 +35,8 @@ SHARED = {
         timestamps=False,
         dtype="uint16",
         pixel_sizes=(None, 0.325, 0.325),
+        # nd2's writer stores all 53 timepoints in one zarr chunk: that is the storage unit.
+        storage_chunks=(53, 1, 1, 64, 64),
         reference=_zarr_reference(d / "ome-zarr/example-timelapse_from_nd2.ome.zarr", "0", "tyx"),
     ),
     "bioformats2raw-series-1": lambda d: Expected(
@@ -54,6 +56,7 @@ SHARED = {
         n_levels=2,
         dtype="float64",
         pixel_sizes=(1.0, 1.0, 1.0),
+        reference=_zarr_reference(d / "ome-zarr/image-04.zarr", "0", "zyx"),
     ),
     "image-03-ngff-0.4": lambda d: Expected(
         path=d / "ome-zarr/image-03.zarr",
@@ -93,8 +96,33 @@ class TestOmeZarrConformance(ReaderConformance):
             interval=kwargs.get("interval_s", 2.0),
             dtype="uint16",
             pixel_sizes=(1.0 if "z" in axes else None, 0.25, 0.25),
+            storage_chunks=tuple(dict(zip(axes, kwargs["chunks"])).get(d, 1) for d in "tczyx"),
             reference=_zarr_reference(path, "0", axes),
         )
+
+    def write_sample(self, directory: Path, pixels: np.ndarray) -> Path:
+        # An OME-NGFF 0.5 store written with zarr alone, independently of the plugin.
+        path = directory / "sample.ome.zarr"
+        root = zarr.open_group(str(path), mode="w-", zarr_format=3)
+        arr = root.create_array(
+            "0",
+            shape=pixels.shape,
+            dtype=pixels.dtype,
+            chunks=(1, 1, 1, *pixels.shape[3:]),
+            dimension_names=list("tczyx"),
+        )
+        arr[...] = pixels
+        axes = [{"name": "t", "type": "time"}, {"name": "c", "type": "channel"}] + [
+            {"name": n, "type": "space", "unit": "micrometer"} for n in "zyx"
+        ]
+        transforms = [{"type": "scale", "scale": [1.0, 1.0, 1.0, 0.5, 0.5]}]
+        root.attrs["ome"] = {
+            "version": "0.5",
+            "multiscales": [
+                {"axes": axes, "datasets": [{"path": "0", "coordinateTransformations": transforms}]}
+            ],
+        }
+        return path
 
     def make_garbage(self, tmp_path: Path) -> Path:
         # A directory with the extension and a zarr group that is not an OME-NGFF image.

@@ -14,8 +14,9 @@ import tlcore
 from tlcore import Source
 from tlcore.testing import write_ome_zarr
 from tlcore_ome_zarr.array import ZarrArrayReader
-from tlcore_ome_zarr.metadata import length_to_um, parse_multiscale, time_to_seconds
+from tlcore_ome_zarr.metadata import parse_multiscales
 from tlcore_ome_zarr.store import SceneMeta, read_layout, read_scene
+from tlcore_ome_zarr.units import LENGTH_UM, length_um, time_s
 
 
 def read_scene_meta(path: Path, scene: int = 0) -> SceneMeta:
@@ -24,40 +25,53 @@ def read_scene_meta(path: Path, scene: int = 0) -> SceneMeta:
 
 
 @pytest.mark.parametrize(
-    ("value", "unit", "um"),
-    [(1.0, "micrometer", 1.0), (250.0, "nanometer", 0.25), (2.0, "millimetre", 2000.0),
-     (5.0, "angstrom", 5e-4), (1.0, "µm", 1.0), (1.0, None, None), (1.0, "furlong", None),
-     (-6.2, "micrometer", None), (0.0, "micrometer", None)],
+    ("unit", "um", "noted"),
+    [("micrometer", 1.0, False), ("nanometer", 1e-3, False), ("millimeter", 1e3, False),
+     ("angstrom", 1e-4, False), ("inch", 25400.0, False), ("kilometer", 1e9, False),
+     ("micron", 1.0, True), ("µm", 1.0, True), ("micrometre", 1.0, True),
+     ("furlong", None, True), (None, None, False)],
 )  # fmt: skip
-def test_length_units(value: float, unit: str | None, um: float | None) -> None:
-    got = length_to_um(value, unit)
-    assert got == (pytest.approx(um) if um is not None else None)
+def test_length_units(unit: str | None, um: float | None, noted: bool) -> None:
+    factor, note = length_um(unit)
+    assert factor == (pytest.approx(um) if um is not None else None)
+    assert (note is not None) == noted
+
+
+@pytest.mark.parametrize("name", sorted(LENGTH_UM))
+def test_every_ngff_length_unit_converts_without_a_note(name: str) -> None:
+    factor, note = length_um(name)
+    assert factor == LENGTH_UM[name] and factor > 0 and note is None
 
 
 @pytest.mark.parametrize(
-    ("value", "unit", "seconds"),
-    [(500.16, "millisecond", 0.50016), (2.0, "minute", 120.0), (1.0, "hour", 3600.0),
-     (3.0, "second", 3.0), (10.0, "microsecond", 1e-5), (1.0, None, None)],
+    ("unit", "seconds", "noted"),
+    [("millisecond", 1e-3, False), ("minute", 60.0, False), ("hour", 3600.0, False),
+     ("second", 1.0, False), ("microsecond", 1e-6, False), ("day", 86400.0, False),
+     ("ms", 1e-3, True), ("micrometer", None, True), (None, None, False)],
 )  # fmt: skip
-def test_time_units(value: float, unit: str | None, seconds: float | None) -> None:
-    got = time_to_seconds(value, unit)
-    assert got == (pytest.approx(seconds) if seconds is not None else None)
+def test_time_units(unit: str | None, seconds: float | None, noted: bool) -> None:
+    factor, note = time_s(unit)
+    assert factor == (pytest.approx(seconds) if seconds is not None else None)
+    assert (note is not None) == noted
 
 
-def test_multiscale_global_transform_multiplies() -> None:
+def test_multiscale_level_transform_applies_after_the_datasets() -> None:
     attrs = {
         "multiscales": [{
             "version": "0.4",
             "axes": [{"name": "y", "type": "space", "unit": "micrometer"},
                      {"name": "x", "type": "space", "unit": "micrometer"}],
             "datasets": [{"path": "0", "coordinateTransformations": [
-                {"type": "scale", "scale": [1.0, 1.0]},
+                {"type": "scale", "scale": [2.0, 1.0]},
                 {"type": "translation", "translation": [5, 5]}]}],
-            "coordinateTransformations": [{"type": "scale", "scale": [0.5, 0.25]}],
+            "coordinateTransformations": [{"type": "scale", "scale": [0.5, 0.25]},
+                                          {"type": "translation", "translation": [1, 2]}],
         }]
     }  # fmt: skip
-    ms = parse_multiscale(attrs)
-    assert ms.datasets[0].scale == (0.5, 0.25) and ms.dims() == "YX"
+    (ms,) = parse_multiscales(attrs)
+    # world = (index * s_d + t_d) * s_g + t_g: scales multiply, offsets follow
+    assert ms.datasets[0].scale == (1.0, 0.25) and ms.dims() == "YX"
+    assert ms.datasets[0].translation == (3.5, 3.25)
 
 
 def test_unmappable_axes_are_a_clear_error(tmp_path: Path) -> None:

@@ -1,27 +1,52 @@
-"""Reading an OME-Zarr store's layout: which scenes it holds and where each one lives.
+"""Reading an OME-Zarr store's layout (which scenes it holds, where each lives) and the array
+metadata of one scene. Metadata only: no chunk is read here.
 
-Three layouts become scenes: a plain image (one scene), a bioformats2raw collection (one scene
-per series) and an HCS plate (one scene per field of view, ids like ``"A/1/0"``). Everything is
-opened read-only; metadata is cached per process, keyed by the root metadata file's mtime for
-local stores so a rewritten store is seen afresh.
+Three layouts become scenes:
+
+* a plain image: one scene per ``multiscales`` entry of the root group;
+* an HCS plate (``plate`` in the root, also inside a bioformats2raw store, where the spec gives
+  it precedence over ``series``): one scene per field of view, id ``"<well path>/<field path>"``;
+* a bioformats2raw collection: one scene per series, ids from ``OME/METADATA.ome.xml``.
+
+Everything is opened read-only. Parsed metadata is cached per process, keyed by the metadata
+files' mtime for local stores so a rewritten store is seen afresh. Warnings (what was read with
+a caveat) are emitted once, when the metadata is first parsed.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Mapping
+import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import zarr
+import zarr.errors
 import zarr.storage
 from zarr.abc.store import Store
 
 from tlcore import Source
-from tlcore_ome_zarr.metadata import Multiscale, ome_attrs, ome_xml_images, parse_multiscale
+from tlcore_ome_zarr.errors import MetadataError, OmeZarrWarning, invalid
+from tlcore_ome_zarr.metadata import (
+    Multiscale,
+    Physical,
+    dataset_order,
+    field_prefix,
+    ome_attrs,
+    parse_multiscales,
+    physical,
+)
+from tlcore_ome_zarr.omexml import XmlImage, xml_images
 
 _META_FILES = ("zarr.json", ".zattrs", ".zgroup")
+_LAYOUT_KEYS = ("multiscales", "plate", "bioformats2raw.layout")
+_MISSING = (FileNotFoundError, zarr.errors.NodeNotFoundError)
+
+
+class NotOmeZarr(ValueError):
+    """The store exists but is not an OME-NGFF image, collection or plate."""
 
 
 def open_store(source: Source) -> Store:
@@ -33,16 +58,28 @@ def open_store(source: Source) -> Store:
     )
 
 
-def group_attrs(store: Any, path: str = "") -> Mapping[str, Any]:
-    return dict(zarr.open_group(store=store, path=path, mode="r").attrs)
+def open_group(store: Store, path: str = "") -> zarr.Group:
+    return zarr.open_group(store=store, path=path, mode="r")
+
+
+def join(*parts: str) -> str:
+    return "/".join(p.strip("/") for p in parts if p.strip("/"))
+
+
+def warn(source: Source, group: str, note: str) -> None:
+    where = f"group '{group}'" if group else "root group"
+    warnings.warn(f"{source.uri} ({where}): {note}", OmeZarrWarning, stacklevel=3)
 
 
 def _stamp(source: Source, path: str = "") -> int | None:
     if not source.is_local:
         return None
     base = os.path.join(source.uri, path) if path else source.uri
-    stamps = [os.stat(os.path.join(base, f)).st_mtime_ns for f in _META_FILES
-              if os.path.exists(os.path.join(base, f))]  # fmt: skip
+    stamps = [
+        os.stat(os.path.join(base, f)).st_mtime_ns
+        for f in _META_FILES
+        if os.path.exists(os.path.join(base, f))
+    ]
     return max(stamps) if stamps else None
 
 
@@ -53,11 +90,31 @@ def has_zarr_metadata(source: Source) -> bool:
     return any(fs.exists(f"{source.uri}/{f}") for f in _META_FILES)
 
 
+def root_kind(source: Source) -> str:
+    """Which OME-NGFF key the root group holds (for ``can_open``: the root's attributes only).
+
+    Raises NotOmeZarr when it holds none.
+    """
+    try:
+        attrs = open_group(open_store(source)).attrs
+    except _MISSING as exc:
+        raise NotOmeZarr(f"no zarr group at the root of {source.uri} ({exc})") from exc
+    ome = ome_attrs(attrs)
+    for key in _LAYOUT_KEYS:
+        if key in ome:
+            return key
+    raise NotOmeZarr(
+        "the root group has no OME-NGFF 'multiscales', 'bioformats2raw.layout' or 'plate' metadata"
+    )
+
+
+# -- layout -------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SceneEntry:
     id: str
     name: str | None
-    path: str  # the image group's path inside the store ("" for a plain image)
+    path: str  # the image group's path inside the store ("" for the root)
+    multiscale: int = 0  # which entry of the group's multiscales list
     channel_names: tuple[str | None, ...] = ()
 
 
@@ -67,10 +124,6 @@ class Layout:
     scenes: tuple[SceneEntry, ...]
 
 
-class NotOmeZarr(ValueError):
-    """The store exists but is not an OME-NGFF image, collection or plate."""
-
-
 def read_layout(source: Source) -> Layout:
     return _read_layout_cached(source, _stamp(source))
 
@@ -78,75 +131,186 @@ def read_layout(source: Source) -> Layout:
 @functools.lru_cache(maxsize=128)
 def _read_layout_cached(source: Source, stamp: int | None) -> Layout:
     store = open_store(source)
-    try:
-        attrs = group_attrs(store)
-    except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
-        raise NotOmeZarr(f"no zarr group at the root of {source.uri} ({exc})") from exc
+    kind = root_kind(source)
+    attrs = dict(open_group(store).attrs)
     ome = ome_attrs(attrs)
-    if "multiscales" in ome:
-        ms = parse_multiscale(attrs)
-        return Layout("image", (SceneEntry(ms.name or "Image:0", ms.name, ""),))
-    if "bioformats2raw.layout" in ome:
-        return Layout("bioformats2raw", tuple(_bf2raw_scenes(store, source)))
-    if "plate" in ome:
-        return Layout("plate", tuple(_plate_scenes(store, ome["plate"])))
-    raise NotOmeZarr(
-        "the root group has no OME-NGFF 'multiscales', 'bioformats2raw.layout' or 'plate' metadata"
+    if kind == "multiscales":
+        return Layout("image", _image_scenes(source, attrs))
+    if kind == "plate":
+        xml = _bf2raw_xml(source, store) if "bioformats2raw.layout" in ome else {}
+        return Layout("plate", _plate_scenes(source, store, attrs, xml))
+    return Layout("bioformats2raw", _bf2raw_scenes(source, store))
+
+
+def _version_hint(attrs: Mapping[str, Any]) -> str | None:
+    ome = ome_attrs(attrs)
+    version = ome.get("version")
+    if version is None and isinstance(ome.get("multiscales"), list) and ome["multiscales"]:
+        first = ome["multiscales"][0]
+        version = first.get("version") if isinstance(first, Mapping) else None
+    return str(version) if version is not None else None
+
+
+def _parse(source: Source, group: str, attrs: Mapping[str, Any]) -> list[Multiscale]:
+    try:
+        return parse_multiscales(attrs)
+    except MetadataError as exc:
+        raise invalid(source.uri, group, _version_hint(attrs), exc) from exc
+
+
+def _image_scenes(source: Source, attrs: Mapping[str, Any]) -> tuple[SceneEntry, ...]:
+    entries = _parse(source, "", attrs)
+    names = [ms.name for ms in entries]
+    if len(entries) == 1:
+        return (SceneEntry(names[0] or "Image:0", names[0], ""),)
+    # Several images in one group (the spec's "choose by name"): one scene each, named when the
+    # names are there and unique, else by position.
+    by_name = all(names) and len(set(names)) == len(names)
+    return tuple(
+        SceneEntry(n if by_name and n else f"Image:{i}", n, "", i) for i, n in enumerate(names)
     )
 
 
-def _bf2raw_scenes(store: Any, source: Source) -> list[SceneEntry]:
-    # Series paths: OME/.zattrs "series" when present, else consecutive groups 0, 1, ...
-    paths: list[str] = []
+def _series_paths(source: Source, store: Store) -> list[str] | None:
+    """The ``series`` list of the ``OME`` group, None when there is none."""
     try:
-        series = ome_attrs(group_attrs(store, "OME")).get("series")
-        if isinstance(series, list):
-            paths = [str(s) for s in series]
-    except (FileNotFoundError, zarr.errors.GroupNotFoundError):
-        pass
-    if not paths:
-        i = 0
+        attrs = dict(open_group(store, "OME").attrs)
+    except _MISSING:
+        return None
+    series = ome_attrs(attrs).get("series")
+    if series is None:
+        return None
+    if not isinstance(series, list) or not all(isinstance(s, str) and s for s in series):
+        error = MetadataError(f"{field_prefix(attrs)}series", "expected a list of group paths")
+        raise invalid(source.uri, "OME", None, error)
+    return [s.strip("/") for s in series]
+
+
+def _ome_xml(source: Source) -> list[XmlImage]:
+    try:
+        text = source.child("OME", "METADATA.ome.xml").read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return []
+    try:
+        return xml_images(text)
+    except Exception as exc:  # ome-types raises parser- and model-specific errors
+        warn(
+            source,
+            "OME",
+            f"METADATA.ome.xml could not be read ({type(exc).__name__}: {exc}); "
+            "scene ids fall back to Image:<index>",
+        )
+        return []
+
+
+def _bf2raw_xml(source: Source, store: Store) -> dict[str, XmlImage]:
+    """Series path -> its OME-XML image, when the series list and the XML agree in length."""
+    paths = _series_paths(source, store)
+    images = _ome_xml(source)
+    if paths is None or len(paths) != len(images):
+        return {}
+    return dict(zip(paths, images))
+
+
+def _bf2raw_scenes(source: Source, store: Store) -> tuple[SceneEntry, ...]:
+    paths = _series_paths(source, store)
+    if paths is None:  # no series list: consecutive groups 0, 1, ... (the layout's rule)
+        paths = []
         while True:
             try:
-                zarr.open_group(store=store, path=str(i), mode="r")
-            except (FileNotFoundError, zarr.errors.GroupNotFoundError):
+                open_group(store, str(len(paths)))
+            except _MISSING:
                 break
-            paths.append(str(i))
-            i += 1
-    xml_images = _ome_xml(source)
+            paths.append(str(len(paths)))
+    images = _ome_xml(source)
+    if images and len(images) != len(paths):
+        warn(
+            source,
+            "OME",
+            f"METADATA.ome.xml describes {len(images)} images for "
+            f"{len(paths)} series; scene ids fall back to Image:<index>",
+        )
+        images = []
     scenes = []
     for i, path in enumerate(paths):
-        if xml_images and len(xml_images) == len(paths):
-            image_id, name, channels = xml_images[i]
-            scenes.append(SceneEntry(image_id, name, path, tuple(channels)))
+        try:
+            open_group(store, path)
+        except _MISSING:
+            warn(source, "", f"series {i} ('{path}') is listed but not written; it is skipped")
+            continue
+        if images:
+            image = images[i]
+            scenes.append(SceneEntry(image.id, image.name, path, 0, image.channel_names))
         else:
             scenes.append(SceneEntry(f"Image:{i}", None, path))
     if not scenes:
         raise NotOmeZarr("bioformats2raw layout without any series")
-    return scenes
+    return tuple(scenes)
 
 
-def _ome_xml(source: Source) -> list[tuple[str, str | None, list[str | None]]]:
-    try:
-        text = source.child("OME", "METADATA.ome.xml").read_bytes().decode("utf-8")
-        return ome_xml_images(text)
-    except (OSError, ValueError, SyntaxError):
-        return []
-
-
-def _plate_scenes(store: Any, plate: Mapping[str, Any]) -> list[SceneEntry]:
-    scenes = []
-    for well in plate.get("wells", []):
-        well_path = str(well["path"])
-        well_meta = ome_attrs(group_attrs(store, well_path)).get("well", {})
-        for image in well_meta.get("images", []):
-            path = f"{well_path}/{image['path']}"
-            scenes.append(SceneEntry(path, None, path))
+def _plate_scenes(
+    source: Source, store: Store, attrs: Mapping[str, Any], xml: Mapping[str, XmlImage]
+) -> tuple[SceneEntry, ...]:
+    prefix = field_prefix(attrs)
+    plate = ome_attrs(attrs)["plate"]
+    wells = plate.get("wells") if isinstance(plate, Mapping) else None
+    if not isinstance(wells, list) or not wells:
+        error = MetadataError(f"{prefix}plate.wells", "expected a non-empty list of wells")
+        raise invalid(source.uri, "", None, error)
+    seen: set[str] = set()
+    scenes: list[SceneEntry] = []
+    for k, well in enumerate(wells):
+        path = well.get("path") if isinstance(well, Mapping) else None
+        if not isinstance(path, str) or not path.strip("/"):
+            error = MetadataError(f"{prefix}plate.wells[{k}].path", f"missing or empty: {well!r}")
+            raise invalid(source.uri, "", None, error)
+        path = path.strip("/")
+        if path in seen:
+            warn(source, "", f"{prefix}plate.wells[{k}] repeats well '{path}'; read once")
+            continue
+        seen.add(path)
+        try:
+            well_attrs = dict(open_group(store, path).attrs)
+        except _MISSING:
+            warn(
+                source,
+                "",
+                f"well '{path}' ({prefix}plate.wells[{k}]) is listed but not "
+                "written in the store; it is skipped",
+            )
+            continue
+        scenes.extend(_well_fields(source, path, well_attrs, xml))
     if not scenes:
-        raise NotOmeZarr("plate metadata lists no wells with images")
-    return scenes
+        error = MetadataError(f"{prefix}plate.wells", "no listed well holds a field of view")
+        raise invalid(source.uri, "", None, error)
+    return tuple(scenes)
 
 
+def _well_fields(
+    source: Source, path: str, attrs: Mapping[str, Any], xml: Mapping[str, XmlImage]
+) -> list[SceneEntry]:
+    prefix = field_prefix(attrs)
+    well = ome_attrs(attrs).get("well")
+    images = well.get("images") if isinstance(well, Mapping) else None
+    if not isinstance(images, list):
+        error = MetadataError(f"{prefix}well.images", "expected the list of the well's fields")
+        raise invalid(source.uri, path, None, error)
+    out = []
+    for j, image in enumerate(images):
+        field = image.get("path") if isinstance(image, Mapping) else None
+        if not isinstance(field, str) or not field.strip("/"):
+            error = MetadataError(f"{prefix}well.images[{j}].path", f"missing or empty: {image!r}")
+            raise invalid(source.uri, path, None, error)
+        full = join(path, field)
+        found = xml.get(full)
+        if found is not None:
+            out.append(SceneEntry(full, found.name, full, 0, found.channel_names))
+        else:
+            out.append(SceneEntry(full, None, full))
+    return out
+
+
+# -- one image ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ArrayMeta:
     path: str  # the array's path inside the store
@@ -156,10 +320,28 @@ class ArrayMeta:
 
 
 @dataclass(frozen=True)
-class SceneMeta:
-    entry: SceneEntry
+class ImageMeta:
+    """One multiscale image (a scene, or a label image): its metadata and its arrays' metadata,
+    levels ordered largest first."""
+
+    group: str
     multiscale: Multiscale
     arrays: tuple[ArrayMeta, ...]
+    physical: Physical
+
+
+@dataclass(frozen=True)
+class SceneMeta:
+    entry: SceneEntry
+    image: ImageMeta
+
+    @property
+    def multiscale(self) -> Multiscale:
+        return self.image.multiscale
+
+    @property
+    def arrays(self) -> tuple[ArrayMeta, ...]:
+        return self.image.arrays
 
 
 def read_scene(source: Source, layout: Layout, index: int) -> SceneMeta:
@@ -169,17 +351,88 @@ def read_scene(source: Source, layout: Layout, index: int) -> SceneMeta:
 
 @functools.lru_cache(maxsize=256)
 def _read_scene_cached(source: Source, entry: SceneEntry, stamp: int | None) -> SceneMeta:
-    store = open_store(source)
-    ms = parse_multiscale(group_attrs(store, entry.path))
-    ms.dims()  # fail early on axes tlcore cannot map
+    image = read_image(source, open_store(source), entry.path, entry.multiscale)
+    return SceneMeta(entry, image)
+
+
+def read_image(source: Source, store: Store, group_path: str, which: int = 0) -> ImageMeta:
+    """Parse, check and describe the multiscale image ``which`` of the group ``group_path``.
+
+    Raises InvalidOmeZarrError naming the field for metadata that breaks the spec; warns (once)
+    for what is read with a caveat.
+    """
+    group = open_group(store, group_path)
+    attrs = dict(group.attrs)
+    entries = _parse(source, group_path, attrs)
+    ms = entries[which]
+    notes = list(ms.notes)
+    if group_path and len(entries) > 1:
+        notes.append(f"the group holds {len(entries)} multiscales entries; the first is read")
+    fmt = group.metadata.zarr_format
+    if (ms.version == "0.5") != (fmt == 3):
+        notes.append(
+            f"OME-NGFF {ms.version} metadata in a zarr v{fmt} group (the spec pairs "
+            "0.5 with zarr v3 and earlier versions with zarr v2)"
+        )
+
+    def fail(field: str, problem: str) -> Exception:
+        return invalid(source.uri, group_path, ms.version, MetadataError(field, problem))
+
+    names = [a.name for a in ms.axes]
     arrays = []
-    for ds in ms.datasets:
-        path = f"{entry.path}/{ds.path}" if entry.path else ds.path
-        arr = zarr.open_array(store=store, path=path, mode="r")
+    for j, ds in enumerate(ms.datasets):
+        path = join(group_path, ds.path)
+        try:
+            arr = zarr.open_array(store=store, path=path, mode="r")
+        except _MISSING as exc:
+            raise fail(f"{ms.field}.datasets[{j}].path", f"no zarr array at '{path}'") from exc
         if arr.ndim != len(ms.axes):
-            raise ValueError(
-                f"array {path!r} has {arr.ndim} dimensions but the multiscales metadata "
-                f"declares {len(ms.axes)} axes"
+            raise fail(
+                f"{ms.field}.axes",
+                f"{len(ms.axes)} axes {names} declared, but the array '{path}' has "
+                f"{arr.ndim} dimensions",
+            )
+        dim_names = getattr(arr.metadata, "dimension_names", None)
+        if dim_names is not None and list(dim_names) != names:
+            raise fail(
+                f"{ms.field}.axes",
+                f"axis names {names} disagree with the dimension_names {list(dim_names)} of "
+                f"the array '{path}'",
+            )
+        if dim_names is None and ms.version == "0.5":
+            notes.append(
+                f"array '{path}' has no dimension_names (OME-NGFF 0.5 requires them "
+                "to match the axes); read with the axes' names"
             )
         arrays.append(ArrayMeta(path, tuple(arr.shape), str(arr.dtype), tuple(arr.chunks)))
-    return SceneMeta(entry, ms, tuple(arrays))
+    try:
+        order = dataset_order([a.shape for a in arrays])
+    except ValueError as exc:
+        raise fail(f"{ms.field}.datasets", str(exc)) from exc
+    if order != sorted(order):
+        listed = [ds.path for ds in ms.datasets]
+        ms = ms.reordered(
+            order,
+            f"{ms.field}.datasets {listed} are not listed from the highest "
+            "resolution to the lowest as the spec requires; read as levels "
+            f"{[listed[i] for i in order]}",
+        )
+        notes.append(ms.notes[-1])
+        arrays = [arrays[i] for i in order]
+    phys = physical(ms)
+    for note in (*notes, *phys.notes):
+        warn(source, group_path, note)
+    return ImageMeta(group_path, ms, tuple(arrays), phys)
+
+
+def group_attrs_or_none(store: Store, path: str) -> dict[str, Any] | None:
+    try:
+        return dict(open_group(store, path).attrs)
+    except _MISSING:
+        return None
+
+
+def tczyx(values: Sequence[int], dims: str) -> tuple[int, int, int, int, int]:
+    by_dim = dict(zip(dims, values))
+    t, c, z, y, x = (int(by_dim.get(d, 1)) for d in "TCZYX")
+    return (t, c, z, y, x)
