@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import nd2
 import numpy as np
@@ -39,7 +40,7 @@ def nd2_reference(path: Path, position: int = 0) -> Callable[[], np.ndarray]:
     return read
 
 
-SAMPLES = {
+SAMPLES: dict[str, dict[str, Any]] = {
     "cerevisiae": dict(
         shape=(1, 2, 1, 256, 256),
         channel_names=["DIC", "FITC BP"],
@@ -75,12 +76,22 @@ class TestND2Conformance(ReaderConformance):
     @pytest.fixture(params=list(SAMPLES))
     def expected(self, request: pytest.FixtureRequest, testdata: Path) -> Expected:
         path = testdata / "nd2" / f"example-{request.param}.nd2"
+        _, c, _, y, x = SAMPLES[request.param]["shape"]
         return Expected(
             path=path,
+            # An ND2 frame is the storage unit: every channel of one (T, position, Z), stored
+            # interleaved per pixel, so one channel cannot be read for less than the frame.
+            storage_chunks=(1, c, 1, y, x),
             scenes=["XYPos:0"],
             n_levels=1,
             dtype="uint16",
             timestamps=True,
             reference=nd2_reference(path),
-            **SAMPLES[request.param],  # type: ignore[arg-type]
+            **SAMPLES[request.param],
+        )
+
+    def write_sample(self, directory: Path, pixels: np.ndarray) -> Path | None:
+        pytest.skip(
+            "no ND2 writer exists (the nd2 library only reads; ND2 files come from NIS-Elements): "
+            "pixels are checked against nd2's own read of the real samples instead"
         )

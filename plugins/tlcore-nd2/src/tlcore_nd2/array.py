@@ -12,7 +12,8 @@ import numpy as np
 
 from tlcore import ReaderError, Source
 from tlcore.lazy import ArrayReader, Region
-from tlcore_nd2.metadata import FileMeta, load, open_file
+from tlcore_nd2 import handles
+from tlcore_nd2.metadata import FileMeta, load
 
 #: Uncompressed frames larger than this are split into YX tiles of ``TILE`` pixels: a memory-
 #: mapped frame reads only the pages a crop touches, so smaller dask chunks cost nothing and
@@ -41,7 +42,7 @@ class FrameFile:
         if self._file is None or self._pid != pid:
             with self._lock:
                 if self._file is None or self._pid != pid:
-                    handle = open_file(self.path)
+                    handle = handles.take(self.path)
                     weakref.finalize(self, handle.close)
                     self._file, self._pid = handle, pid
         return self._file

@@ -24,6 +24,8 @@ from typing import Any
 import nd2
 
 from tlcore import ReaderError, Source, TimeAxis
+from tlcore_nd2 import handles
+from tlcore_nd2.handles import damaged_file_error, open_file
 
 #: nd2 experiment loop types and the tlcore axis each one becomes.
 LOOP_AXES = {"TimeLoop": "T", "NETimeLoop": "T", "XYPosLoop": "P", "ZStackLoop": "Z"}
@@ -125,24 +127,6 @@ class FileMeta:
         return stamps
 
 
-def damaged_file_error(path: str, exc: BaseException) -> ReaderError:
-    return ReaderError(
-        f"{path}: cannot read the ND2 file structure ({type(exc).__name__}: {exc}). The file "
-        "is truncated or damaged (an ND2 file keeps its index at the end, so an incomplete "
-        "copy loses it). Copy it again from the original."
-    )
-
-
-def open_file(path: str) -> nd2.ND2File:
-    """Open ``path`` read-only with nd2, turning a broken file into a clear error."""
-    try:
-        return nd2.ND2File(path)
-    except (ValueError, OSError, KeyError, IndexError, TypeError) as exc:
-        if isinstance(exc, (FileNotFoundError, PermissionError)):
-            raise
-        raise damaged_file_error(path, exc) from exc
-
-
 def load(source: Source) -> FileMeta:
     """The metadata of a local ND2 file, cached while the file is unchanged."""
     st = os.stat(source.uri)
@@ -151,13 +135,17 @@ def load(source: Source) -> FileMeta:
 
 @functools.lru_cache(maxsize=32)
 def _load_cached(path: str, size: int, mtime_ns: int) -> FileMeta:
-    with open_file(path) as f:
-        try:
-            return _parse(f, path, size)
-        except ReaderError:
-            raise
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-            raise damaged_file_error(path, exc) from exc
+    f = open_file(path)
+    try:
+        meta = _parse(f, path, size)
+    except ReaderError:
+        f.close()
+        raise
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+        f.close()
+        raise damaged_file_error(path, exc) from exc
+    handles.keep_spare(path, size, mtime_ns, f)  # the first reader takes it over
+    return meta
 
 
 def _parse(f: nd2.ND2File, path: str, file_size: int) -> FileMeta:
