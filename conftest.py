@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,27 +25,31 @@ def testdata() -> Path:
 
 
 class ChunkOpens:
-    """Counts the files the process opens under a folder, through Python's audit hooks: a real
-    measurement of what a read touched, no patching. ``sys.addaudithook`` cannot be removed,
-    so one hook serves the whole session and is switched by ``watch``."""
+    """Counts the files the process opens under a folder, with the conformance kit's audit-hook
+    counting (:mod:`tlcore.testing.iowatch`, which plugin authors get too): a real measurement
+    of what a read touched, no patching."""
 
     def __init__(self) -> None:
-        self.root: str | None = None
-        self.paths: list[str] = []
-        sys.addaudithook(self._hook)
-
-    def _hook(self, event: str, args: tuple[object, ...]) -> None:
-        if event == "open" and self.root is not None:
-            path = args[0]
-            if isinstance(path, (str, bytes, os.PathLike)):
-                path = os.fsdecode(path)
-                if path.startswith(self.root):
-                    self.paths.append(path)
+        self._context: Any = None
+        self._watch: Any = None
 
     def watch(self, root: str | os.PathLike[str]) -> list[str]:
-        self.root = os.path.abspath(root) + os.sep
-        self.paths = []
+        from tlcore.testing import iowatch
+
+        self.stop()
+        self._context = iowatch.watch(root)
+        self._watch = self._context.__enter__()
         return self.paths
+
+    def stop(self) -> None:
+        if self._context is not None:
+            self._context.__exit__(None, None, None)
+        self._context = None
+
+    @property
+    def paths(self) -> list[str]:
+        """Files opened under the watched folder, in order (repeats included)."""
+        return list(self._watch.opened) if self._watch is not None else []
 
     def chunk_files(self) -> set[str]:
         """Opened files that hold pixels (not zarr metadata documents)."""
@@ -53,16 +57,11 @@ class ChunkOpens:
         return {p for p in self.paths if not p.endswith(meta)}
 
 
-_opens: ChunkOpens | None = None
-
-
 @pytest.fixture
 def file_opens() -> Iterator[ChunkOpens]:
-    global _opens
-    if _opens is None:
-        _opens = ChunkOpens()
-    yield _opens
-    _opens.root = None
+    opens = ChunkOpens()
+    yield opens
+    opens.stop()
 
 
 @pytest.fixture
