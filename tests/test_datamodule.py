@@ -311,3 +311,18 @@ def test_import_tlcore_stays_free_of_lightning() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
     assert "RandomTimelapseDatamodule" in tlcore.__all__
+
+
+def test_per_row_reader_options_reach_the_reader(testdata: Path) -> None:
+    pytest.importorskip("tlcore_czi", reason="the tlcore-czi plugin is not installed")
+    pytest.importorskip("aicspylibczi", reason="CZI tiles need tlcore-czi[tiles]")
+    mosaic = str(testdata / "czi" / "mosaic_test.czi")
+    frame = pd.DataFrame(
+        {"path": [mosaic, mosaic], "split": "train", "options": ["", "czi_tiles=true"],
+         "scene": ["", "TR1:M1"]}
+    )  # fmt: skip
+    dm = _module(frame, spatial_dims=2, patch_shape=None, batch_size=1, split_column="split")
+    stitched, tile = (dm.dataset("train")[(0, p)] for p in range(2))
+    by_row = {int(s["row"]): s for s in (stitched, tile)}
+    assert by_row[0]["raw"].shape[-2:] == (624, 1756)  # stitched mosaic
+    assert by_row[1]["raw"].shape[-2:] == (624, 924)  # one raw tile

@@ -136,3 +136,21 @@ def test_cell_parsers() -> None:
     assert parse_channels([1, "2"]) == (1, 2)
     assert parse_channels("all") is None and parse_channels("") is None
     assert parse_scene("3") == 3 and parse_scene("3.0") == 3 and parse_scene("XYPos:1") == "XYPos:1"
+
+
+def test_per_file_reader_options(tmp_path: Path) -> None:
+    csv = tmp_path / "m.csv"
+    csv.write_text(
+        'path,split,options\na.czi,train,czi_tiles=true\nb.lif,train,"lif_mosaic=tiles; n=3"\n'
+        'c.tif,train,"{""tiff_dims"": ""TYX""}"\nd.zarr,train,\n'
+    )
+    rows = read_manifest(csv)["train"]
+    assert [r.options for r in rows] == [
+        {"czi_tiles": True},
+        {"lif_mosaic": "tiles", "n": 3},
+        {"tiff_dims": "TYX"},
+        {},
+    ]
+    csv.write_text("path,split,options\na.czi,train,czi_tiles\n")
+    with pytest.raises(ManifestError, match=r"row 0, column 'options': .*key=value"):
+        read_manifest(csv)

@@ -70,6 +70,9 @@ class RandomTimelapseDatamodule(LightningDataModule):
         img_path_column, channel_column, scene_column, resolution_column, time_start_column,
             time_stop_column: column names. ``start`` is the first timepoint (default 0);
             ``stop`` is exclusive, and -1 or empty means to the end.
+        options_column: per-file reader options (``czi_tiles=true``, ``lif_mosaic=tiles``, a
+            TIFF's dimension order...), as ``key=value; key=value`` or a JSON object; merged
+            over ``storage_options`` for that file.
         patch_shape: the default pipeline's random crop (Z, Y, X or Y, X); None loads whole
             timepoints (small images only).
         independent_crops: with several timepoints, crop (and augment) each on its own; by
@@ -101,6 +104,7 @@ class RandomTimelapseDatamodule(LightningDataModule):
         resolution_column: str = "resolution",
         time_start_column: str = "start",
         time_stop_column: str = "stop",
+        options_column: str = "options",
         patch_shape: Sequence[int] | None = None,
         independent_crops: bool = False,
         fold_time: bool = False,
@@ -123,6 +127,7 @@ class RandomTimelapseDatamodule(LightningDataModule):
             resolution_column=resolution_column,
             time_start_column=time_start_column,
             time_stop_column=time_stop_column,
+            options_column=options_column,
             extra_columns=tuple(extra_columns),
         )
         self.num_timepoints = num_timepoints

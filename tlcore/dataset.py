@@ -182,7 +182,8 @@ class TimelapseDataset(Dataset[dict[str, Any]]):
         return found
 
     def _image(self, row: ManifestRow) -> Any:
-        return cache.open_cached(row.path, row.scene, row.resolution, self.storage_options or None)
+        options = {**self.storage_options, **row.options}
+        return cache.open_cached(row.path, row.scene, row.resolution, options or None)
 
     def draw(self, epoch: int, position: int) -> dict[str, Any]:
         """The sample dict before transforms: the row's keys, the drawn ``T``, the times of
@@ -206,6 +207,7 @@ class TimelapseDataset(Dataset[dict[str, Any]]):
             "C": "" if row.channels is None else ",".join(str(c) for c in row.channels),
             "T": ts if self.num_timepoints > 1 else ts[0],
             "T_seconds": times if self.num_timepoints > 1 else times[0],
+            "reader_options": dict(row.options),
             "row": row.row,
             "split": self.split,
             "_transform_seed": int(rng.integers(0, 2**31 - 1)),

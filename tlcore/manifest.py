@@ -29,6 +29,7 @@ DEFAULT_COLUMNS = {
     "resolution_column": "resolution",
     "time_start_column": "start",
     "time_stop_column": "stop",
+    "options_column": "options",
 }
 SPLITS = ("train", "val", "test")
 
@@ -52,6 +53,8 @@ class ManifestRow:
         start: the first timepoint, or None for 0.
         stop: the timepoint after the last one (exclusive), or None for "to the end".
         extras: the ``extra_columns`` of the row, numbers as int/float, the rest as str.
+        options: reader options for this file (merged over the run's ``storage_options``), such
+            as ``{"czi_tiles": True}``, ``{"lif_mosaic": "tiles"}`` or a TIFF dimension order.
     """
 
     split: str
@@ -64,6 +67,7 @@ class ManifestRow:
     start: int | None = None
     stop: int | None = None
     extras: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)
 
     def where(self) -> str:
         """``"train.csv row 3 (data/a.nd2)"``: for error messages."""
@@ -81,6 +85,7 @@ class Columns:
     resolution_column: str = "resolution"
     time_start_column: str = "start"
     time_stop_column: str = "stop"
+    options_column: str = "options"
     extra_columns: tuple[str, ...] = ()
 
 
@@ -144,6 +149,36 @@ def parse_scene(value: Any) -> int | str:
         return _as_int(value)
     except ValueError:
         return str(value).strip()
+
+
+def parse_options(value: Any) -> dict[str, Any]:
+    """Options cell -> a dict: a JSON object (``{"czi_tiles": true}``) or ``key=value`` pairs
+    separated by ``;`` (``lif_mosaic=tiles; tiff_dims=TYX``), values read as JSON where they
+    parse (``true``, ``3``) and as text otherwise; empty -> {}."""
+    import json
+
+    if _is_empty(value):
+        return {}
+    if isinstance(value, Mapping):
+        return {str(k): v for k, v in value.items()}
+    text = str(value).strip()
+    if text.startswith("{"):
+        parsed = json.loads(text)
+        if not isinstance(parsed, dict):
+            raise ValueError(f"options {text!r} is not a JSON object")
+        return parsed
+    out: dict[str, Any] = {}
+    for pair in text.split(";"):
+        if not pair.strip():
+            continue
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"options {text!r}: write key=value pairs separated by ';'")
+        try:
+            out[key.strip()] = json.loads(raw.strip())
+        except ValueError:
+            out[key.strip()] = raw.strip()
+    return out
 
 
 def _optional_int(value: Any) -> int | None:
@@ -277,6 +312,8 @@ def _rows_from_frame(
             stop = _optional_int(cell(column, i))
             if start is not None and stop is not None and stop != -1 and 0 <= stop <= start:
                 raise ValueError(f"start {start} is not before stop {stop} (stop is exclusive)")
+            column = columns.options_column
+            options = parse_options(cell(column, i))
         except ValueError as exc:
             raise ManifestError(
                 f"{origin} row {i}, column {column!r}: {exc}. Fix the cell or leave it empty "
@@ -294,6 +331,7 @@ def _rows_from_frame(
                 start=start,
                 stop=stop,
                 extras={c: extras[c][i] for c in columns.extra_columns},
+                options=options,
             )
         )
     return rows

@@ -89,8 +89,10 @@ class LoadLazyd(MapTransform):
 
     The sample uses the dataset's vocabulary: ``original_path``, ``scene`` (index or id),
     ``resolution`` (level), ``C`` (``0``, ``"0,2"``, ``[0, 2]``, channel names, or empty for
-    all) and ``T`` (an int, or a list of ints for several timepoints); missing or empty ones
-    take the defaults given here. Each key name can be changed (``path_key=``...).
+    all) and ``T`` (an int, or a list of ints for several timepoints), and ``reader_options``
+    (a dict merged over ``storage_options``: per-file reader options such as
+    ``{"czi_tiles": True}``); missing or empty ones take the defaults given here. Each key
+    name can be changed (``path_key=``...).
 
     Several timepoints are folded into the channel axis, time-major: ``T`` of length 3 with
     2 channels gives 6 channels ordered t0c0, t0c1, t1c0, ... so that MONAI's spatial
@@ -115,6 +117,7 @@ class LoadLazyd(MapTransform):
         level_key: str = "resolution",
         timepoint_key: str = "T",
         channel_key: str = "C",
+        options_key: str = "reader_options",
         *,
         spatial_dims: int = 3,
         scene: int | str | None = None,
@@ -133,6 +136,7 @@ class LoadLazyd(MapTransform):
         self.level_key = level_key
         self.timepoint_key = timepoint_key
         self.channel_key = channel_key
+        self.options_key = options_key
         self.spatial_dims = spatial_dims
         self.scene = scene
         self.level = level
@@ -141,9 +145,13 @@ class LoadLazyd(MapTransform):
         self.reader = reader
         self.storage_options = dict(storage_options or {})
 
-    def open(self, path: Any, scene: Any, level: int) -> LazyImage:
-        """The opened image (from the per-process cache)."""
-        return open_cached(path, scene, level, self.storage_options or None, self.reader)
+    def open(
+        self, path: Any, scene: Any, level: int, options: Mapping[str, Any] | None = None
+    ) -> LazyImage:
+        """The opened image (from the per-process cache); ``options`` (the sample's reader
+        options) are merged over ``storage_options``."""
+        merged = {**self.storage_options, **(options or {})}
+        return open_cached(path, scene, level, merged or None, self.reader)
 
     def _select(self, data: Any, image: LazyImage, t: int | list[int], channels: Any) -> Any:
         """TCZYX dask array -> the (folded) C, Z, Y, X or C, Y, X array of the sample."""
@@ -172,7 +180,7 @@ class LoadLazyd(MapTransform):
         path = d[self.path_key]
         scene = _cell(d.get(self.scene_key), self.scene)
         level = int(_cell(d.get(self.level_key), self.level))
-        image = self.open(path, scene, level)
+        image = self.open(path, scene, level, d.get(self.options_key) or None)
         t = _cell(d.get(self.timepoint_key), self.timepoint)
         if t is None:
             if image.shape[0] != 1:
