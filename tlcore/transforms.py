@@ -413,4 +413,11 @@ class ComputeDaskd(MapTransform):
                 # torch has no unsigned 16/32-bit tensors that MONAI can use: widen losslessly.
                 array = array.astype(np.int32 if array.dtype == np.uint16 else np.int64)
             d[key] = torch.from_numpy(np.ascontiguousarray(array))
+            meta = d.get(meta_key(key))
+            if isinstance(meta, dict) and "crop_size" in meta:
+                size = tuple(int(n) for n in array.shape[1:])
+                if tuple(meta["crop_size"]) != size:
+                    # Cropped by a transform that records no box (MONAI's own crops): say the
+                    # box is unknown rather than keep the loader's whole-image box.
+                    d[meta_key(key)] = {**meta, "crop_start": None, "crop_size": size}
         return d
