@@ -44,7 +44,12 @@ class TiffArrayReader(ArrayReader):
         return (self.source.key, self.mode, self.series, self.level)
 
     def _open(self) -> PageReader:
-        return PageReader(self.source, self.ome, self.series, self.level, self._where())
+        try:
+            return PageReader(self.source, self.ome, self.series, self.level, self._where())
+        except Exception as exc:  # the file changed or vanished since it was opened lazily
+            raise ReaderError(
+                f"{self._where()}: cannot reopen the file for reading: {type(exc).__name__}: {exc}"
+            ) from exc
 
     def _where(self) -> str:
         return f"{self.source.uri} scene {self.scene_id!r} level {self.level}"

@@ -18,10 +18,14 @@ How a plain multi-page stack maps to TCZYX is documented in the README ("Which a
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import math
 import os
-from collections.abc import Sequence
+import re
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,15 +171,63 @@ def file_meta(source: Source, mode: str) -> FileMeta:
 
 @functools.lru_cache(maxsize=64)
 def _file_meta_cached(source: Source, mode: str, stamp: tuple[int, int]) -> FileMeta:
+    with _damage_reports() as damage:
+        try:
+            meta = _parse(source, mode, stamp[0])
+        except Exception as exc:
+            if damage:
+                raise _damaged(damage, stamp[0]) from exc
+            raise
+    if damage:
+        # tifffile skips IFDs and tag values it cannot reach and carries on: with the OME-XML
+        # or later pages gone, what is left would be read with the wrong shape.
+        raise _damaged(damage, stamp[0])
+    return meta
+
+
+def _damaged(damage: list[str], file_size: int) -> tifffile.TiffFileError:
+    return tifffile.TiffFileError(
+        f"the file is truncated or damaged: tifffile found {damage[0]} (the file has "
+        f"{file_size:,} bytes); copy or download it again"
+    )
+
+
+_DAMAGE = re.compile(r"invalid (?:page|value) offset \d+|corrupted tag list of page \d+")
+
+
+@contextlib.contextmanager
+def _damage_reports() -> Iterator[list[str]]:
+    """Collect what tifffile logs, in this thread, about IFDs or tag values it cannot reach
+    (it logs and carries on rather than raising): the mark of a truncated or damaged file."""
+    found: list[str] = []
+    thread = threading.get_ident()
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.thread == thread:
+                match = _DAMAGE.search(record.getMessage())
+                if match:
+                    found.append(match.group(0))
+
+    handler = Collect(logging.WARNING)
+    log = logging.getLogger("tifffile")
+    log.addHandler(handler)
+    try:
+        yield found
+    finally:
+        log.removeHandler(handler)
+
+
+def _parse(source: Source, mode: str, file_size: int) -> FileMeta:
     dims = dims_override(source.storage_options, source.uri)
     if mode == "ome" and dims is not None:
         raise NotOmeTiff(
             "the tiff_dims storage option asks for a plain TIFF reading, which the 'tiff' "
             "reader does"
         )
-    file_size = stamp[0]
     if dims is None:
         with OpenTiff(source, ome=True) as opened:
+            _walk_ifds(opened.tf)
             try:
                 return _ome_meta(opened.tf, source.uri, file_size)
             except NotOmeTiff:
@@ -185,7 +237,14 @@ def _file_meta_cached(source: Source, mode: str, stamp: tuple[int, int]) -> File
                 return _plain_meta(opened.tf, source.uri, file_size, dims)
     # Read the plain structure, without tifffile's OME interpretation of it.
     with OpenTiff(source, ome=False) as opened:
+        _walk_ifds(opened.tf)
         return _plain_meta(opened.tf, source.uri, file_size, dims)
+
+
+def _walk_ifds(tf: tifffile.TiffFile) -> None:
+    """Follow the whole IFD chain (a few bytes per page), so that a chain cut by truncation is
+    noticed even where tifffile would read only the first page (ImageJ hyperstacks)."""
+    len(tf.pages)
 
 
 # -- OME -------------------------------------------------------------------------------------
