@@ -359,8 +359,9 @@ def _bad_frames(f: nd2.ND2File, n_frames: int, file_size: int) -> frozenset[int]
     """Frames the chunk map lacks or places past the end of the file. nd2 serves these as
     zeros without a word; tlcore needs to know. Uses the modern reader's chunk map (the only
     place nd2 exposes it); legacy files are not checked."""
-    rdr = getattr(f, "_rdr", None)
-    chunkmap = getattr(rdr, "chunkmap", None)
+    if f.is_legacy:  # JPEG 2000 files index frames differently
+        return frozenset()
+    chunkmap = getattr(getattr(f, "_rdr", None), "chunkmap", None)
     if not isinstance(chunkmap, Mapping):
         return frozenset()
     attrs = f.attributes
