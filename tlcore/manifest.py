@@ -277,9 +277,11 @@ def _rows_from_frame(
             f"{sorted(present)}"
         )
     extras = {c: _number_or_text(list(frame[c])) for c in columns.extra_columns}
+    # Plain lists: indexing a DataFrame cell by cell costs ~100 us, 8 s for 10,000 rows.
+    table = {str(c): frame[c].tolist() for c in frame.columns}
 
     def cell(name: str, i: int) -> Any:
-        return frame[name].iloc[i] if name in present else None
+        return table[name][i] if name in table else None
 
     rows = []
     for i in range(len(frame)):
