@@ -154,6 +154,9 @@ def _break(ms: dict[str, Any], how: str) -> tuple[dict[str, Any], dict[str, Any]
     elif how == "unshuffleable-levels":
         kwargs["shapes"] = {"0": (2, 16, 8), "1": (2, 8, 16)}
         field = "multiscales[0].datasets"
+    elif how == "short-global-scale":
+        ms["coordinateTransformations"] = [{"type": "scale", "scale": [1.0, 1.0]}]
+        field = "multiscales[0].coordinateTransformations[0].scale"
     elif how == "dimension-names-disagree":
         kwargs["dimension_names"] = ["z", "x", "y"]
         field = "multiscales[0].axes"
@@ -165,7 +168,8 @@ def _break(ms: dict[str, Any], how: str) -> tuple[dict[str, Any], dict[str, Any]
 BROKEN = [
     "no-transforms", "empty-transforms", "no-scale-values", "empty-scale", "short-scale",
     "two-scales", "string-in-scale", "translation-first", "no-axes", "no-path", "missing-array",
-    "ndim-mismatch", "duplicate-axes", "unshuffleable-levels", "dimension-names-disagree",
+    "ndim-mismatch", "duplicate-axes", "unshuffleable-levels", "short-global-scale",
+    "dimension-names-disagree",
 ]  # fmt: skip
 
 
@@ -203,6 +207,26 @@ def test_unknown_version_is_refused_by_name(tmp_path: Path) -> None:
     group.attrs.update({"ome": {"version": "0.9", "multiscales": [multiscale([[1, 1, 1]])]}})
     with pytest.raises(InvalidOmeZarrError, match=r"ome\.version: unsupported version '0\.9'"):
         tlcore.list_scenes(path)
+
+
+@pytest.mark.parametrize(
+    ("legacy", "axes_meta", "shapes", "shape"),
+    [("0.3", ["z", "y", "x"], {"0": (2, 16, 16), "1": (2, 8, 8)}, (1, 1, 2, 16, 16)),
+     ("0.1", None, {"0": (1, 1, 2, 16, 16), "1": (1, 1, 2, 8, 8)}, (1, 1, 2, 16, 16))],
+)  # fmt: skip
+def test_versions_before_0_4_have_no_physical_sizes(
+    tmp_path: Path, legacy: str, axes_meta: Any, shapes: dict[str, Any], shape: tuple[int, ...]
+) -> None:
+    path = tmp_path / f"v{legacy}.ome.zarr"
+    group = write_image(path, "0.4", shapes)
+    entry: dict[str, Any] = {"version": legacy, "datasets": [{"path": "0"}, {"path": "1"}]}
+    if axes_meta is not None:
+        entry["axes"] = axes_meta
+    group.attrs["multiscales"] = [entry]
+    image = tlcore.open_lazy(path)
+    assert image.shape == shape and image.pixel_sizes == (None, None, None)
+    assert image.origin is None and tlcore.time_axis(path).interval is None
+    assert tlcore.levels(path)[1].downsampling == (1.0, 1.0, 1.0, 2.0, 2.0)
 
 
 def test_valid_store_reads_its_scale_and_nothing_else(tmp_path: Path, version: str) -> None:
