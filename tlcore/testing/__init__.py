@@ -1,23 +1,38 @@
 """The kit for plugin authors: a conformance suite to subclass, the file-access counting it
 measures with, and synthetic data.
 
-Importing this module imports pytest; it is meant for test suites only. Its modules are
-registered for pytest's assertion rewriting (here, and earlier through the ``pytest11`` entry
-point :mod:`tlcore.testing.pytest_plugin`), so a failed check shows the values it compared.
+Meant for test suites: the conformance suite imports pytest. Names load on first use, so the
+``pytest11`` entry point :mod:`tlcore.testing.pytest_plugin` stays cheap. The kit's modules are
+registered for pytest's assertion rewriting before any of them is imported (here, and earlier
+through that entry point), so a failed check shows the values it compared.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-# Before the submodules are imported: rewriting applies to modules imported after this (the
-# package itself is already importing, so it is named module by module).
-pytest.register_assert_rewrite(
-    *(f"tlcore.testing.{m}" for m in ("conformance", "chunking", "graph", "pickling", "imports"))
-)
+MODULES = ("conformance", "chunking", "graph", "pickling", "imports", "iowatch", "rules")
+pytest.register_assert_rewrite(*(f"tlcore.testing.{m}" for m in MODULES))
 
-from tlcore.testing.conformance import Expected, ReaderConformance  # noqa: E402
-from tlcore.testing.iowatch import Watch, fingerprint, watch  # noqa: E402
-from tlcore.testing.rules import RULES  # noqa: E402
-from tlcore.testing.synthetic import synthetic_timepoint, write_ome_zarr  # noqa: E402
+if TYPE_CHECKING:
+    from tlcore.testing.conformance import Expected, ReaderConformance
+    from tlcore.testing.iowatch import Watch, fingerprint, watch
+    from tlcore.testing.rules import RULES
+    from tlcore.testing.synthetic import synthetic_timepoint, write_ome_zarr
+
+_WHERE = {
+    "Expected": "conformance",
+    "ReaderConformance": "conformance",
+    "Watch": "iowatch",
+    "fingerprint": "iowatch",
+    "watch": "iowatch",
+    "RULES": "rules",
+    "synthetic_timepoint": "synthetic",
+    "write_ome_zarr": "synthetic",
+}
 
 __all__ = [
     "RULES",
@@ -29,3 +44,16 @@ __all__ = [
     "watch",
     "write_ome_zarr",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tlcore.testing' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"tlcore.testing.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,6 +1,5 @@
-"""pytest plugin (entry point ``pytest11``): registers :mod:`tlcore.testing` for assertion
-rewriting before any test module imports it, as ``zarr.testing`` does. Imports nothing else."""
+"""pytest plugin (entry point ``pytest11``): registers the kit's modules for assertion rewriting
+before any test module imports them, as ``zarr.testing`` does. Importing the package is cheap:
+its names load on first use."""
 
-import pytest
-
-pytest.register_assert_rewrite("tlcore.testing")
+import tlcore.testing  # noqa: F401  (registers the rewriting)
