@@ -18,7 +18,9 @@ import numpy as np
 
 from tlcore import ReaderError, Source
 from tlcore.lazy import ArrayReader, Region
-from tlcore_tiff.meta import Layout, OpenTiff, SceneMeta
+from tlcore_tiff.layout import Layout
+from tlcore_tiff.meta import SceneMeta
+from tlcore_tiff.opening import OpenTiff
 
 
 class TiffArrayReader(ArrayReader):

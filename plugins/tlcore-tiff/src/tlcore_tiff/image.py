@@ -7,7 +7,8 @@ import tifffile
 from tlcore import LazyImage, Level, PixelSizes, ReaderError, Source, TimeAxis
 from tlcore.lazy import as_dask
 from tlcore_tiff.array import TiffArrayReader
-from tlcore_tiff.meta import TIFF_MAGIC, FileMeta, NotOmeTiff, SceneMeta, file_meta, read_header
+from tlcore_tiff.meta import FileMeta, NotOmeTiff, SceneMeta, file_meta
+from tlcore_tiff.opening import TIFF_MAGIC, read_header
 from tlcore_tiff.options import OptionError
 
 
