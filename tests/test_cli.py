@@ -139,7 +139,7 @@ def test_new_plugin_writes_a_distribution(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "lower-case letters" in bad.stderr
 
 
-BOOM = '''
+BOOM = """
 import tlcore
 
 def _explode():
@@ -152,7 +152,7 @@ def reader_info():
 @tlcore.hookimpl
 def open_lazy(source, scene, level):
     _explode()
-'''
+"""
 
 
 def test_debug_shows_the_plugin_traceback(tmp_path: Path) -> None:
