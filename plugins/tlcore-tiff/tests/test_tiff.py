@@ -4,6 +4,7 @@ choice between ``ome-tiff`` and ``tiff``, chunking, bad and truncated files, the
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -366,3 +367,29 @@ def test_plain_stack_from_s3_with_tiff_dims(
     assert image.reader == "tiff" and image.shape == (1, 1, 5, 512, 512)
     want = tifffile.imread(testdata / "tiff/stuck.tif", key=2)[100:200, 300:400]
     assert np.array_equal(image.data[0, 0, 2, 100:200, 300:400].compute(), want)
+
+
+# -- processes ---------------------------------------------------------------------------------
+def test_forked_child_reopens_the_file_it_inherited(tmp_path: Path, writers: Writers) -> None:
+    import multiprocessing
+
+    from tlcore_tiff.array import TiffArrayReader
+    from tlcore_tiff.meta import file_meta
+
+    sample = writers["ome-timelapse"](tmp_path)
+    source = Source.from_any(sample.path)
+    reader = TiffArrayReader(source, "ome", file_meta(source, "ome").scenes[0], 0)
+    want = reader[3, 1, 2]  # the parent opens its handle, which a forked child inherits
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_read_in_child, args=(reader, queue))
+    child.start()
+    got, own_handle = queue.get(timeout=60)
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    assert np.array_equal(got, want) and own_handle
+
+
+def _read_in_child(reader: Any, queue: Any) -> None:
+    got = reader[3, 1, 2]
+    queue.put((got, reader._handle.pid == os.getpid()))

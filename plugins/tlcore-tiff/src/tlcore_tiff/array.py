@@ -57,6 +57,10 @@ class TiffArrayReader(ArrayReader):
         return f"{self.source.uri} scene {self.scene_id!r} level {self.level}"
 
     def _read(self, handle: PageReader, region: Region) -> np.ndarray:
+        if handle.pid != os.getpid():
+            # Inherited through fork: the TiffFile's file position would be shared with the
+            # parent, so this process opens its own.
+            handle = self._handle = self._open()
         rt, rc, rz, ry, rx = region
         out = np.zeros(tuple(s.stop - s.start for s in region), dtype=self.dtype)
         if out.size == 0:
@@ -97,6 +101,7 @@ class PageReader:
     def __init__(self, source: Source, ome: bool, series: int, level: int, where: str) -> None:
         self.where = where
         self.uri = source.uri
+        self.pid = os.getpid()
         opened = OpenTiff(source, ome=ome)
         self._fd: int | None = None
         try:
