@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -8,10 +9,11 @@ from pathlib import Path
 import pytest
 
 
-def tlcore(*args: str) -> subprocess.CompletedProcess[str]:
+def tlcore(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "tlcore.cli", *args], capture_output=True, text=True, timeout=120
-    )
+        [sys.executable, "-m", "tlcore.cli", *args], capture_output=True, text=True, timeout=120,
+        env=None if env is None else {**os.environ, **env},
+    )  # fmt: skip
 
 
 def test_plugins_lists_ome_zarr() -> None:
@@ -85,13 +87,17 @@ def test_info_human_readable(testdata: Path) -> None:
     [
         ("nd2/example-timelapse.nd2", "pip install tlcore-nd2"),
         ("czi/CellDivision_T3_Z5_CH2_X240_Y170.czi", "pip install tlcore-czi"),
-        ("ome-tiff/FLIM-modulo-sample.ome.tif", "pip install tlcore-ome-tiff"),
+        ("ome-tiff/FLIM-modulo-sample.ome.tif", "pip install tlcore-tiff"),
+        ("tiff/stuck.tif", "pip install tlcore-tiff"),
+        ("lif/PR2729_frameOrderCombinedScanTypes.lif", "pip install tlcore-lif"),
     ],
 )
 def test_info_without_a_plugin_exits_with_the_registry_message(
     testdata: Path, relative: str, expected: str
 ) -> None:
-    result = tlcore("info", str(testdata / relative))
+    # As on a machine where only tlcore-ome-zarr is installed.
+    disabled = {"TLCORE_DISABLE_READERS": "nd2,czi,tiff,ome-tiff,lif"}
+    result = tlcore("info", str(testdata / relative), env=disabled)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert str(testdata / relative) in result.stderr

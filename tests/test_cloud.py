@@ -63,3 +63,14 @@ def test_missing_remote_store_is_a_clear_error(s3_server: dict[str, Any], s3_sto
     with pytest.raises(tlcore.NoReaderError) as info:
         tlcore.open_lazy(missing, storage_options=s3_server)
     assert missing in str(info.value) and "not a zarr store" in str(info.value)
+
+
+def test_a_local_only_reader_says_so_for_a_remote_file(s3_server: dict[str, Any]) -> None:
+    pytest.importorskip("tlcore_nd2", reason="the tlcore-nd2 plugin is not installed")
+    url = "s3://some-bucket/movie.nd2"
+    with pytest.raises(tlcore.NoReaderError) as info:
+        tlcore.open_lazy(url, storage_options=s3_server)
+    message = str(info.value)
+    assert url in message
+    assert "read local files only: nd2 (copy the file to a local disk first)" in message
+    assert "pip install" not in message  # the reader is installed: no misleading hint

@@ -11,6 +11,7 @@ import os
 import pickle
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ import zarr
 from monai.transforms import Compose, RandSpatialCropd
 
 import tlcore
+from tlcore.lazy import ArrayReader
 from tlcore.transforms import ComputeDaskd, LoadLazyd, RandLazyCropd
 
 SHAPE = (6, 2, 8, 96, 128)  # T, C, Z, Y, X
@@ -178,3 +180,34 @@ def test_lazy_exports_from_tlcore() -> None:
     assert tlcore.ComputeDaskd is ComputeDaskd and tlcore.LoadLazyd is LoadLazyd
     with pytest.raises(AttributeError):
         tlcore.NotAThing  # noqa: B018
+
+
+class _PidReader(ArrayReader):
+    """Its handle records the process that opened it."""
+
+    def __init__(self) -> None:
+        super().__init__((1, 1, 1, 2, 2), "int64", (1, 1, 1, 2, 2))
+
+    def identity(self) -> tuple[str]:
+        return ("pid-reader",)
+
+    def _open(self) -> dict[str, int]:
+        return {"pid": os.getpid()}
+
+    def _read(self, handle: dict[str, int], region: Any) -> np.ndarray:
+        shape = tuple(s.stop - s.start for s in region)
+        return np.full(shape, handle["pid"], dtype=np.int64)
+
+
+def test_a_forked_child_reopens_instead_of_sharing_the_handle() -> None:
+    reader = _PidReader()
+    assert int(reader[0, 0, 0, 0, 0]) == os.getpid()
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        ok = int(reader[0, 0, 0, 0, 0]) == os.getpid() and reader.handle["pid"] == os.getpid()
+        os.write(write, b"1" if ok else b"0")
+        os._exit(0)
+    os.waitpid(child, 0)
+    assert os.read(read, 1) == b"1"
+    assert reader.handle["pid"] == os.getpid()  # the parent keeps its own

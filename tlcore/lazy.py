@@ -11,6 +11,7 @@ instead of being one shared graph key; see NOTES on ``inline_array``).
 from __future__ import annotations
 
 import abc
+import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -76,6 +77,7 @@ class ArrayReader(abc.ABC):
         self.dtype = np.dtype(dtype)
         self.chunks = tuple(max(1, min(int(c), max(int(n), 1))) for c, n in zip(chunks, shape))
         self._handle: Any = None
+        self._handle_pid = os.getpid()  # the process the handle and its lock belong to
         self._handle_lock = threading.Lock()
 
     # -- what a plugin implements ------------------------------------------------------------
@@ -98,10 +100,18 @@ class ArrayReader(abc.ABC):
     # -- what tlcore provides ----------------------------------------------------------------
     @property
     def handle(self) -> Any:
-        if self._handle is None:
+        """The open native handle, opened on first use in each process: a forked DataLoader
+        worker that inherits an open handle reopens instead of sharing the parent's file
+        position and native library state."""
+        pid = os.getpid()
+        if self._handle is None or self._handle_pid != pid:
+            if self._handle_pid != pid:
+                # A lock a parent's thread held at fork time stays held in the child.
+                self._handle_lock = threading.Lock()
             with self._handle_lock:
-                if self._handle is None:
+                if self._handle is None or self._handle_pid != pid:
                     self._handle = self._open()
+                    self._handle_pid = pid
         return self._handle
 
     def __getitem__(self, key: Any) -> np.ndarray:
@@ -139,6 +149,7 @@ class ArrayReader(abc.ABC):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self._handle_pid = os.getpid()
         self._handle_lock = threading.Lock()
 
     def __dask_tokenize__(self) -> tuple[Any, ...]:

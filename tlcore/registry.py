@@ -264,11 +264,14 @@ class Registry:
     def _choose(self, source: Source) -> str:
         loaded = self.loaded()
         by_ext: list[tuple[PluginRecord, int]] = []
+        local_only: list[str] = []
         for rec in loaded:
             assert rec.info is not None
             n = rec.info.match_length(source.name)
             if n is not None and (source.is_local or rec.info.remote):
                 by_ext.append((rec, n))
+            elif n is not None and n > 0:
+                local_only.append(rec.name)
         sniffing = not any(n > 0 for _, n in by_ext)
         candidates = by_ext if not sniffing else [(r, 0) for r in loaded]
         accepted: list[tuple[PluginRecord, int]] = []
@@ -287,7 +290,7 @@ class Registry:
             else:
                 refusals.append(Refusal(rec.name, str(verdict)))
         if not accepted:
-            raise NoReaderError(self._no_reader_message(source, by_ext, refusals))
+            raise NoReaderError(self._no_reader_message(source, by_ext, refusals, local_only))
         order = self._user_order()
 
         def rank(item: tuple[PluginRecord, int]) -> tuple[int, int, int, str]:
@@ -323,6 +326,7 @@ class Registry:
         source: Source,
         by_ext: Iterable[tuple[PluginRecord, int]],
         refusals: Sequence[Refusal],
+        local_only: Sequence[str] = (),
     ) -> str:
         matched = [rec.name for rec, n in by_ext if n > 0]
         lines = [f"no installed tlcore reader can open {source.uri}"]
@@ -330,16 +334,21 @@ class Registry:
         lines.extend(self._installed_summary())
         if matched:
             lines.append(f"readers matching the extension: {', '.join(matched)}")
+        elif local_only:
+            lines.append(
+                f"readers that claim the extension but read local files only: "
+                f"{', '.join(local_only)} (copy the file to a local disk first)"
+            )
         else:
             lines.append(f"no installed reader claims the extension of {source.name!r}")
         if refusals:
             lines.append("why each reader refused:")
             lines.extend(f"  {r.reader}: {r.reason}" for r in refusals)
-        hints = self._hints(source.name)
+        hints = [] if local_only else self._hints(source.name)
         if hints:
             lines.append("a reader for this extension exists but is not installed:")
             lines.extend(hints)
-        elif not matched:
+        elif not matched and not local_only:
             lines.append("check the path, or pass reader='NAME' to force one")
         return "\n".join(lines)
 

@@ -189,9 +189,8 @@ def test_cli_on_a_truncated_file_exits_non_zero(testdata: Path, tmp_path: Path) 
 
 
 def test_remote_sources_are_refused_with_a_reason() -> None:
-    from tlcore_lif import image
-
     from tlcore import Source
+    from tlcore_lif import image
 
     verdict = image.can_open(Source.from_any("s3://bucket/a.lif"))
     assert isinstance(verdict, str) and "local" in verdict

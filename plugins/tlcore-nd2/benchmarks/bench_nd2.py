@@ -17,9 +17,8 @@ import statistics
 import time
 from pathlib import Path
 
-from tlcore_nd2.metadata import _load_cached
-
 import tlcore
+from tlcore_nd2.metadata import _load_cached
 
 
 def main() -> None:

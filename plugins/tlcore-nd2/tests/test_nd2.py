@@ -18,12 +18,12 @@ from typing import Any
 import nd2
 import numpy as np
 import pytest
-from tlcore_nd2 import reader as hooks
-from tlcore_nd2.array import FrameFile, ND2ArrayReader
-from tlcore_nd2.metadata import load, scene_ids
 
 import tlcore
 from tlcore import Source
+from tlcore_nd2 import reader as hooks
+from tlcore_nd2.array import FrameFile, ND2ArrayReader
+from tlcore_nd2.metadata import load, scene_ids
 
 ROOT = Path(__file__).resolve().parents[3]
 TLCORE = str(ROOT / ".venv" / "bin" / "tlcore")
