@@ -291,14 +291,28 @@ class ReaderConformance:
         over: list[str] = []
         stats = read_stats.snapshot()
         for hook in METADATA_HOOKS:
-            with iowatch.watch(sample) as w:
-                reg.call(self.reader_name, hook, Source.from_any(sample), **calls[hook])
-            if w.bytes_read is None:
-                pytest.skip("/proc/self/io is not available: bytes read cannot be measured")
-            line = f"{hook}: {w.bytes_read} bytes, {len(w.opened)} opens"
+            # rchar is process-wide, so another thread's reads (a server, a queue) can land in
+            # a measurement: one over the budget is measured again, each time through a new
+            # name so that no cache keyed on the source hides the reads, and the least counts.
+            attempts: list[tuple[int, int]] = []
+            for attempt in range(3):
+                target = sample
+                if attempt:
+                    target = tmp_path / f"again-{attempt}" / sample.name
+                    target.parent.mkdir()
+                    target.symlink_to(sample, target_is_directory=sample.is_dir())
+                with iowatch.watch(sample) as w:
+                    reg.call(self.reader_name, hook, Source.from_any(target), **calls[hook])
+                if w.bytes_read is None:
+                    pytest.skip("/proc/self/io is not available: bytes read cannot be measured")
+                attempts.append((w.bytes_read, len(w.opened)))
+                if w.bytes_read <= budget:
+                    break
+            least, opens = min(attempts)
+            line = f"{hook}: {least} bytes, {opens} opens"
             seen.append(line)
-            if w.bytes_read > budget:
-                over.append(line)
+            if least > budget:
+                over.append(f"{line} (least of {len(attempts)} measurements)")
         assert read_stats.snapshot() == stats, rule(
             "metadata-only", "a metadata hook read pixels through an ArrayReader"
         )
