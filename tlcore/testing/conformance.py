@@ -291,17 +291,16 @@ class ReaderConformance:
         over: list[str] = []
         stats = read_stats.snapshot()
         for hook in METADATA_HOOKS:
-            # rchar is process-wide, so another thread's reads (a server, a queue) can land in
-            # a measurement: one over the budget is measured again, each time through a new
-            # name so that no cache keyed on the source hides the reads, and the least counts.
+            # Each measurement goes through a new name, so no cache keyed on the source (filled
+            # by the open_lazy above) hides the reads. rchar is process-wide, so another
+            # thread's reads (a server, a queue) can land in one: a measurement over the budget
+            # is taken again, and the least counts.
             attempts: list[tuple[int, int]] = []
             for attempt in range(3):
-                target = sample
-                if attempt:
-                    target = tmp_path / f"again-{attempt}" / sample.name
-                    target.parent.mkdir()
-                    target.symlink_to(sample, target_is_directory=sample.is_dir())
-                with iowatch.watch(sample) as w:
+                target = tmp_path / f"{hook}-{attempt}" / sample.name
+                target.parent.mkdir()
+                target.symlink_to(sample, target_is_directory=sample.is_dir())
+                with iowatch.watch(target, sample) as w:
                     reg.call(self.reader_name, hook, Source.from_any(target), **calls[hook])
                 if w.bytes_read is None:
                     pytest.skip("/proc/self/io is not available: bytes read cannot be measured")
