@@ -182,6 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="reader name: lower-case letters, digits, dashes (my-format)")
     p.add_argument("--dir", default=".", help="folder to write tlcore-NAME/ into (default: .)")
     p.set_defaults(func=_new_plugin)
+
+    from tlcore import bench
+
+    bench.register(sub, common)
     return parser
 
 

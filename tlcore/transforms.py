@@ -24,6 +24,7 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, Randomizable
 
 from tlcore.cache import open_cached
+from tlcore.compute import compute
 from tlcore.images import LazyImage
 from tlcore.manifest import parse_channels
 
@@ -403,7 +404,7 @@ class ComputeDaskd(MapTransform):
         for key in self.key_iterator(d):
             value = d[key]
             if _is_dask(value):
-                value = value.compute(scheduler=scheduler)
+                value = compute(value, scheduler)
             if isinstance(value, torch.Tensor):
                 value = value.numpy()
             array = np.asarray(value)

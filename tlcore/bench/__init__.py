@@ -1,0 +1,26 @@
+"""``tlcore bench ...``: benchmarks a user can run on their own machine. Each module here that
+defines ``register(subparsers, common)`` adds one subcommand; heavy imports stay inside the
+commands, so ``tlcore --help`` stays fast."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+
+__all__ = ["register"]
+
+
+def register(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    """Add ``tlcore bench`` and one subcommand per benchmark module."""
+    bench = sub.add_parser(
+        "bench", help="measure speed and memory on this machine", parents=[common]
+    )
+    inner = bench.add_subparsers(dest="benchmark", required=True)
+    for module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+        found = importlib.import_module(f"{__name__}.{module}")
+        add = getattr(found, "register", None)
+        if add is not None:
+            add(inner, common)
