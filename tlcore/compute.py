@@ -1,20 +1,353 @@
 """Turning a lazy value into pixels: the one place :class:`tlcore.ComputeDaskd` (and users
-outside MONAI) compute a dask array."""
+outside MONAI) compute a dask array.
+
+The fast path: a dask array that is a chain of indexing steps (basic slices, integers, one
+channel list per step) over a single :func:`tlcore.lazy.as_dask` array is read as *one*
+region through the plugin's :class:`~tlcore.lazy.ArrayReader`, instead of one dask task per
+storage chunk. The reader then decodes every touched chunk in one native call (zarr decodes
+them concurrently), and the per-crop cost does not depend on how many chunks the array has.
+Anything else (arithmetic, ``astype``, concatenation of several timepoints, arrays not built
+by ``as_dask``) is computed by dask, exactly as before.
+
+    region = find_region(lazy)      # RegionRead, or None when dask must compute it
+    pixels = compute(lazy)          # the same pixels either way
+
+Set ``TLCORE_DIRECT_READ=0`` in the environment to turn the fast path off (to compare, or to
+rule it out when a result looks wrong).
+"""
 
 from __future__ import annotations
 
+import itertools
+import operator
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-__all__ = ["compute"]
+from tlcore.lazy import ArrayReader, Region
+
+__all__ = ["RegionRead", "compute", "direct_read_enabled", "find_region"]
+
+#: Environment switch: "0", "false", "no" or "off" computes everything through dask.
+DIRECT_READ_ENV = "TLCORE_DIRECT_READ"
 
 
-def compute(value: Any, scheduler: str | None = None) -> np.ndarray:
+def direct_read_enabled() -> bool:
+    """Whether :func:`compute` may read a slice chain as one region (``TLCORE_DIRECT_READ``)."""
+    return os.environ.get(DIRECT_READ_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def compute(value: Any, scheduler: str | None = None, *, direct: bool | None = None) -> np.ndarray:
     """Compute ``value`` (a dask array, or anything array-like) into a numpy array.
 
-    ``scheduler`` is dask's (``"synchronous"``, ``"threads"``); None uses dask's default.
+    A slice chain over one ``as_dask`` array is read as one region (see :func:`find_region`);
+    the pixels are identical to dask's. Everything else goes to dask with ``scheduler``
+    (``"synchronous"``, ``"threads"``; None uses dask's default). ``direct=False`` forces dask;
+    None follows ``TLCORE_DIRECT_READ`` (on unless set to ``0``).
     """
     if hasattr(value, "dask") and hasattr(value, "compute"):
+        if direct if direct is not None else direct_read_enabled():
+            region = find_region(value)
+            if region is not None:
+                return region.read()
         value = value.compute(scheduler=scheduler) if scheduler else value.compute()
     return np.asarray(value)
+
+
+@dataclass(frozen=True)
+class RegionRead:
+    """The reads that give the pixels of a lazy array: ``reader[region][post]`` (the regions
+    joined along ``axis`` when there are several), then each ``(axis, indices)`` of ``takes``
+    applied with ``numpy.take`` (channel lists)."""
+
+    reader: ArrayReader
+    #: The TCZYX boxes to read (five slices, step 1): usually one; several when whole chunks
+    #: are skipped along one axis (a sparse channel list), then joined along ``axis``.
+    regions: tuple[Region, ...]
+    axis: int
+    #: Basic index applied to the box: ints drop axes, slices keep steps and order.
+    post: tuple[int | slice, ...]
+    #: Fancy selections left after ``post``: (axis of the result, indices into that axis).
+    takes: tuple[tuple[int, np.ndarray], ...]
+    #: The shape of the result (the lazy array's shape).
+    shape: tuple[int, ...]
+
+    def read(self) -> np.ndarray:
+        """Read the region(s) through the reader (one ``ArrayReader`` call each) and select."""
+        parts = [self.reader[region] for region in self.regions]
+        out = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=self.axis)
+        if any(p != slice(None) for p in self.post):
+            out = out[self.post]
+        for axis, indices in self.takes:
+            out = np.take(out, indices, axis=axis)
+        if out.shape != self.shape:  # a planning bug must not hand out wrong pixels silently
+            raise AssertionError(f"{self.reader!r}: read {out.shape}, expected {self.shape}")
+        return out
+
+
+class _NotARegion(Exception):
+    """The graph is not a slice chain over one reader: let dask compute it."""
+
+
+class _Positions:
+    """Stands in for a base chunk while the graph's indexing tasks are replayed: each axis of
+    the base array is a fixed integer or the array of base positions still selected. Indexing
+    it composes the selections exactly as numpy would index the pixels."""
+
+    def __init__(self, axes: list[int | np.ndarray]) -> None:
+        self.axes = axes
+
+    @property
+    def ndim(self) -> int:
+        return sum(1 for a in self.axes if not isinstance(a, int))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(len(a) for a in self.axes if not isinstance(a, int))
+
+    def __getitem__(self, index: Any) -> _Positions:
+        if not isinstance(index, tuple):
+            index = (index,)
+        if any(i is Ellipsis for i in index):
+            at = next(n for n, i in enumerate(index) if i is Ellipsis)
+            fill = (slice(None),) * (self.ndim - len(index) + 1)
+            index = index[:at] + fill + index[at + 1 :]
+        index = index + (slice(None),) * (self.ndim - len(index))
+        if len(index) != self.ndim:
+            raise _NotARegion
+        fancy = 0
+        keys = iter(index)
+        axes: list[int | np.ndarray] = []
+        for axis in self.axes:
+            if isinstance(axis, int):
+                axes.append(axis)
+                continue
+            key = next(keys)
+            if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+                axes.append(int(axis[int(key)]))  # numpy's bounds check and negative indices
+            elif isinstance(key, slice):
+                axes.append(axis[key])
+            elif isinstance(key, (list, np.ndarray)):
+                selected = np.asarray(key)
+                # One integer list per step keeps numpy's outer-indexing semantics simple.
+                if selected.ndim != 1 or selected.dtype.kind not in "iu" or fancy:
+                    raise _NotARegion
+                fancy += 1
+                axes.append(axis[selected])
+            else:  # None (new axis), booleans, anything unknown
+                raise _NotARegion
+        return _Positions(axes)
+
+
+def _base_layer(graph: Any) -> tuple[str, ArrayReader, Any]:
+    """The single ``as_dask`` layer of ``graph``: its name, its reader and its block slices."""
+    from dask.blockwise import Blockwise
+
+    found = []
+    for name, layer in graph.layers.items():
+        if isinstance(layer, Blockwise):
+            reader = layer.indices[0][0] if layer.indices else None
+            if not isinstance(reader, ArrayReader) or len(layer.io_deps) != 1:
+                raise _NotARegion  # arithmetic, astype, from_array of something else
+            found.append((name, reader, next(iter(layer.io_deps.values()))))
+        elif not hasattr(layer, "mapping"):
+            raise _NotARegion
+    if len(found) != 1:
+        raise _NotARegion
+    return found[0]
+
+
+def _indexing_functions() -> tuple[Any, ...]:
+    from dask.array import chunk
+
+    functions: list[Any] = [chunk.getitem, operator.getitem]
+    try:
+        from dask.array import _shuffle  # channel lists (``x[:, [0, 2]]``) go through it
+
+        functions.append(_shuffle._getitem)
+    except (ImportError, AttributeError):
+        pass
+    return tuple(functions)
+
+
+class _Replay:
+    """Evaluates the indexing tasks above the base layer with :class:`_Positions` values."""
+
+    def __init__(self, graph: Any, base: str, reader: ArrayReader, slices: Any) -> None:
+        from dask._task_spec import Alias, DataNode, Task
+
+        self.graph = graph
+        self.base = base
+        self.reader = reader
+        self.slices = slices
+        self.memo: dict[Any, Any] = {}
+        self.alias, self.data, self.task = Alias, DataNode, Task
+        self.allowed = _indexing_functions()
+
+    def _layer_of(self, key: Any) -> Any:
+        name = key[0] if isinstance(key, tuple) else key
+        layer = self.graph.layers.get(name)
+        if layer is not None:
+            return layer
+        for layer in self.graph.layers.values():  # keys that are not named after their layer
+            if hasattr(layer, "mapping") and key in layer.mapping:
+                return layer
+        raise _NotARegion
+
+    def value(self, key: Any) -> Any:
+        if key in self.memo:
+            return self.memo[key]
+        if isinstance(key, tuple) and key[0] == self.base:
+            box = self.slices[tuple(key[1:])]
+            out: Any = _Positions([np.arange(s.start, s.stop) for s in box])
+        else:
+            mapping = getattr(self._layer_of(key), "mapping", None)
+            if mapping is None or key not in mapping:
+                raise _NotARegion
+            out = self._evaluate(mapping[key])
+        self.memo[key] = out
+        return out
+
+    def _evaluate(self, node: Any) -> Any:
+        if isinstance(node, self.alias):
+            return self.value(node.target)
+        if isinstance(node, self.data):
+            return node({})
+        if isinstance(node, self.task):
+            if node.func not in self.allowed or node.kwargs:
+                raise _NotARegion
+            return node({dep: self.value(dep) for dep in node.dependencies})
+        if isinstance(node, tuple) and node and isinstance(node[0], str):
+            return self.value(node)  # an old-style alias: a bare key
+        raise _NotARegion
+
+
+def find_region(value: Any) -> RegionRead | None:
+    """The single :class:`~tlcore.lazy.ArrayReader` region behind ``value``, or None.
+
+    ``value`` qualifies when it is a dask array made of indexing steps (slices, integers, one
+    integer list per step, as :class:`tlcore.LoadLazyd`, the crops and MONAI's spatial crops
+    produce) over one array from :func:`tlcore.lazy.as_dask`. The region is the bounding box
+    of what the chunks of ``value`` select; the answer is checked against ``value``'s own
+    chunk grid, so a graph this function misreads yields None, not wrong pixels. Costs only
+    the chunks ``value`` touches, never the chunk count of the whole array.
+    """
+    try:
+        return _plan(value)
+    except _NotARegion:
+        return None
+    except (IndexError, KeyError, TypeError, ValueError, AttributeError):
+        return None  # an unexpected graph shape: dask knows how to compute it
+
+
+def _plan(value: Any) -> RegionRead:
+    graph = value.__dask_graph__()
+    if not hasattr(graph, "layers") or any(n == 0 for n in value.shape):
+        raise _NotARegion
+    if any(np.isnan(c) for dim in value.chunks for c in dim):
+        raise _NotARegion
+    base, reader, slices = _base_layer(graph)
+    if np.dtype(value.dtype) != reader.dtype:
+        raise _NotARegion
+    replay = _Replay(graph, base, reader, slices)
+    chunks: Sequence[tuple[int, ...]] = value.chunks
+    kinds: list[bool] | None = None  # per base axis: True when fixed to one integer
+    fixed: list[int | None] = []
+    pieces: list[dict[int, np.ndarray]] = [{} for _ in chunks]
+    for block in itertools.product(*(range(len(c)) for c in chunks)):
+        positions = replay.value((value.name, *block))
+        if not isinstance(positions, _Positions) or len(positions.axes) != reader.ndim:
+            raise _NotARegion
+        these = [isinstance(a, int) for a in positions.axes]
+        ints = [a if isinstance(a, int) else None for a in positions.axes]
+        if kinds is None:
+            kinds, fixed = these, ints
+        elif these != kinds or ints != fixed:
+            raise _NotARegion  # e.g. several timepoints concatenated
+        arrays = [a for a in positions.axes if not isinstance(a, int)]
+        if len(arrays) != len(chunks):
+            raise _NotARegion
+        for k, (b, selected) in enumerate(zip(block, arrays)):
+            if len(selected) != chunks[k][b]:
+                raise _NotARegion
+            seen = pieces[k].setdefault(b, selected)
+            if seen is not selected and not np.array_equal(seen, selected):
+                raise _NotARegion  # not a product of per-axis selections
+    assert kinds is not None
+    selections = iter([np.concatenate([p[b] for b in range(len(p))]) for p in pieces])
+    boxes: list[list[slice]] = []  # per base axis: the ranges to read (several: one split axis)
+    post: list[int | slice] = []
+    takes: list[tuple[int, np.ndarray]] = []
+    split = None
+    out_axis = 0
+    for axis, (is_int, at) in enumerate(zip(kinds, fixed)):
+        if is_int:
+            assert at is not None
+            boxes.append([slice(at, at + 1)])
+            post.append(0)
+            continue
+        selected = next(selections)
+        runs = _runs(selected, reader.chunks[axis])
+        if len(runs) > 1:
+            if split is not None:
+                raise _NotARegion  # skipped chunks on two axes: dask reads only what it needs
+            split = axis
+            # Positions in the concatenation of the runs' reads.
+            offsets = np.cumsum([0] + [r.stop - r.start for r in runs[:-1]])
+            where = np.searchsorted([r.start for r in runs], selected, side="right") - 1
+            selected = selected - np.array([r.start for r in runs])[where] + offsets[where]
+            lo = 0
+        else:
+            lo = runs[0].start
+        boxes.append(runs)
+        post.append(_as_slice(selected - lo, sum(r.stop - r.start for r in runs)))
+        if post[-1] is _TAKE:
+            post[-1] = slice(None)
+            takes.append((out_axis, selected - lo))
+        out_axis += 1
+    regions = tuple(
+        tuple(boxes[a][0] if a != split else run for a in range(reader.ndim))
+        for run in (boxes[split] if split is not None else [None])
+    )
+    return RegionRead(
+        reader,
+        tuple(_region(r) for r in regions),
+        split if split is not None else 0,
+        tuple(post),
+        tuple(takes),
+        tuple(int(n) for n in value.shape),
+    )
+
+
+def _region(slices: Sequence[Any]) -> Region:
+    return (slices[0], slices[1], slices[2], slices[3], slices[4])
+
+
+def _runs(selected: np.ndarray, chunk: int) -> list[slice]:
+    """The ranges to read along one axis: the bounding box of ``selected``, cut where whole
+    storage chunks lie unselected between two selected positions (a channel list such as
+    ``[0, 9]`` must not decode channels 1-8)."""
+    ordered = np.unique(selected)
+    touched = ordered // chunk
+    cuts = np.nonzero(np.diff(touched) > 1)[0] + 1
+    return [slice(int(g[0]), int(g[-1]) + 1) for g in np.split(ordered, cuts)]
+
+
+_TAKE = slice(0, 0, 0)  # marker: not expressible as a slice
+
+
+def _as_slice(positions: np.ndarray, length: int) -> slice:
+    """``positions`` (into an axis of ``length``) as a slice, or ``_TAKE``."""
+    first, last = int(positions[0]), int(positions[-1])
+    if len(positions) == 1:
+        return slice(None) if length == 1 else slice(first, first + 1)
+    steps = np.diff(positions)
+    step = int(steps[0])
+    if step == 0 or not bool(np.all(steps == step)):
+        return _TAKE
+    if step == 1 and first == 0 and last == length - 1:
+        return slice(None)
+    return slice(first, last + 1 if step > 0 else (last - 1 if last > 0 else None), step)
