@@ -15,20 +15,43 @@ and torch, so it is not imported by ``import tlcore`` (``tlcore.ComputeDaskd`` l
 
 from __future__ import annotations
 
+import threading
+import warnings
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from monai.config import KeysCollection
+from monai.data import MetaTensor
 from monai.transforms import MapTransform, Randomizable
 
+from tlcore import chunkcache
 from tlcore.cache import open_cached
 from tlcore.compute import compute
+from tlcore.foreground import Foreground, coarse_map, draw_origin
+from tlcore.guards import LazyPipelineError, check_pipeline, enclosing_pipeline
 from tlcore.images import LazyImage
+from tlcore.lazyarray import LazyArray, track
 from tlcore.manifest import parse_channels
 
-__all__ = ["BioIOImageLoaderd", "ComputeDaskd", "LoadLazyd", "RandLazyCropd", "meta_key"]
+__all__ = [
+    "BioIOImageLoaderd",
+    "ComputeDaskd",
+    "Foreground",
+    "LazyPipelineError",
+    "LoadImaged",
+    "LoadLazyd",
+    "OmeZarrReader",
+    "RandLazyCropd",
+    "TlcoreReader",
+    "WholeImageWarning",
+    "meta_key",
+]
+
+
+class WholeImageWarning(UserWarning):
+    """ComputeDaskd is about to read a whole (large) image: no crop came before it."""
 
 
 def meta_key(key: Hashable) -> str:
@@ -108,6 +131,17 @@ class LoadLazyd(MapTransform):
     once per worker, not once per sample. Metadata goes to ``d["<key>_meta"]``: path, reader,
     scene, level, timepoints, their times in seconds (None where unknown), channels, pixel
     sizes, the full image shape and the crop box (updated by the crops).
+
+    The lazy output is a :class:`tlcore.lazyarray.LazyArray`: it remembers its place in the
+    image through any spatial crop, MONAI's included, so :class:`ComputeDaskd` reports the box.
+    On the first sample the loader checks the pipeline it runs in
+    (:mod:`tlcore.guards`): a transform that needs pixels placed before ``ComputeDaskd``
+    raises :class:`tlcore.guards.LazyPipelineError` naming it and the fix.
+
+    ``chunk_cache``: None reads through the reader directly; a byte count reads whole storage
+    chunks through this process's decoded-chunk cache of that size (several crops of one
+    timepoint decode a shared chunk once), and 0 counts decoded chunks without caching
+    (:data:`tlcore.chunkcache.stats`: read amplification, counted).
     """
 
     def __init__(
@@ -127,6 +161,7 @@ class LoadLazyd(MapTransform):
         labels: Mapping[str, str] | None = None,
         reader: str | None = None,
         storage_options: Mapping[str, Any] | None = None,
+        chunk_cache: int | None = None,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
@@ -145,6 +180,22 @@ class LoadLazyd(MapTransform):
         self.labels = dict(labels or {})
         self.reader = reader
         self.storage_options = dict(storage_options or {})
+        self.chunk_cache = chunk_cache
+        self.guard = True  # check the enclosing pipeline (off for eager output)
+        self._checked: set[int] = set()
+
+    def _check_pipeline(self) -> None:
+        pipeline = enclosing_pipeline(self)
+        if pipeline is None or id(pipeline) in self._checked:
+            return
+        keys = [*self.keys, *self.labels]
+        check_pipeline(self, keys, pipeline)
+        self._checked.add(id(pipeline))
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_checked"] = set()  # ids of the parent's pipelines mean nothing in a worker
+        return state
 
     def open(
         self, path: Any, scene: Any, level: int, options: Mapping[str, Any] | None = None
@@ -172,7 +223,15 @@ class LoadLazyd(MapTransform):
             array = array[:, 0]
         return array
 
+    def _source(self, data: Any) -> Any:
+        """The image's TCZYX array, through the chunk cache when asked."""
+        if self.chunk_cache is None:
+            return data
+        return chunkcache.cached(data, self.chunk_cache)
+
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        if self.guard:
+            self._check_pipeline()
         d = dict(data)
         if self.path_key not in d:
             raise KeyError(
@@ -181,7 +240,9 @@ class LoadLazyd(MapTransform):
         path = d[self.path_key]
         scene = _cell(d.get(self.scene_key), self.scene)
         level = int(_cell(d.get(self.level_key), self.level))
-        image = self.open(path, scene, level, d.get(self.options_key) or None)
+        options = d.get(self.options_key) or None
+        image = self.open(path, scene, level, options)
+        merged_options = {**self.storage_options, **(options or {})} or None
         t = _cell(d.get(self.timepoint_key), self.timepoint)
         if t is None:
             if image.shape[0] != 1:
@@ -193,7 +254,7 @@ class LoadLazyd(MapTransform):
             t = 0
         t = _timepoints(t, image, self.timepoint_key)
         channels = _parse_channels(d.get(self.channel_key), image)
-        array = self._select(image.data, image, t, channels)
+        array = self._select(self._source(image.data), image, t, channels)
         times = image.time_axis.seconds()
         ts = t if isinstance(t, list) else [t]
         n_channels = len(channels) if channels is not None else image.shape[1]
@@ -215,7 +276,11 @@ class LoadLazyd(MapTransform):
             "image_shape": image.shape,
             "crop_start": (0,) * self.spatial_dims,
             "crop_size": tuple(int(n) for n in array.shape[1:]),
+            "crop_full_shape": tuple(int(n) for n in array.shape[1:]),
+            "downsampling": _downsampling(path, image, merged_options)[-self.spatial_dims :],
+            "reader_options": merged_options,
         }  # fmt: skip
+        array = track(array)
         for key in self.keys:  # the loader creates its keys: they need not exist yet
             d[key] = array
             d[meta_key(key)] = dict(meta)
@@ -226,7 +291,7 @@ class LoadLazyd(MapTransform):
                     f"it has {sorted(image.labels)}"
                 )
             label = image.labels[name]
-            d[key] = self._select(label, image, t, None)
+            d[key] = track(self._select(label, image, t, None))
             d[meta_key(key)] = {**meta, "label": name, "n_channels": int(label.shape[1])}
         return d
 
@@ -268,18 +333,52 @@ class BioIOImageLoaderd(LoadLazyd):
         self.out_key = out_key
         self.lazy = dask_load if lazy_load is None else lazy_load
         self.dtype = dtype
+        self.guard = self.lazy
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = super().__call__(data)
         dtype = _np_dtype(self.dtype)
         for key in self.key_iterator(d):
             array = d[key]
-            if dtype is not None:
-                array = array.astype(dtype)
             if not self.lazy:
-                array = np.asarray(array.compute(scheduler=_default_scheduler()))
-            d[key] = array
+                d[key] = _read_whole(array, dtype)
+            elif dtype is not None and array.dtype != dtype:
+                itemsize = array.dtype.itemsize
+                d[key] = track(array.astype(dtype), source_itemsize=itemsize)
         return d
+
+
+def _read_whole(array: Any, dtype: np.dtype[Any] | None) -> np.ndarray:
+    """The eager path: the whole selection, read block by block into one preallocated array
+    (so the peak is the image once in ``dtype``, not the image plus dask's pieces)."""
+    import dask.array as da
+
+    out = np.empty(array.shape, dtype=dtype or array.dtype)
+    da.store(array, out, lock=False, scheduler=_default_scheduler())
+    return out
+
+
+_levels_lock = threading.Lock()
+_level_scales: dict[tuple[Any, ...], tuple[float, ...]] = {}
+
+
+def _downsampling(path: Any, image: LazyImage, options: Any) -> tuple[float, ...]:
+    """Level-0 pixels per pixel of the loaded level, Z, Y, X (1s at level 0)."""
+    if image.level == 0:
+        return (1.0, 1.0, 1.0)
+    key = (str(path), image.scene, image.level, repr(options))
+    with _levels_lock:
+        found = _level_scales.get(key)
+    if found is None:
+        from tlcore.api import levels
+
+        found = tuple(
+            float(f) for f in levels(path, image.scene, storage_options=options)[image.level]
+            .downsampling[2:]
+        )  # fmt: skip
+        with _levels_lock:
+            _level_scales[key] = found
+    return found
 
 
 def _cell(value: Any, default: Any) -> Any:
@@ -320,6 +419,16 @@ class RandLazyCropd(Randomizable, MapTransform):
     the pixel grid of the loaded level, so a prediction can be placed back. All keys get the
     same box. A roi larger than the image is an error that names the file, not a silent
     smaller crop.
+
+    ``align_to_chunks``: origins are drawn among the positions where the crop starts or ends
+    on a storage chunk boundary (the first key's dask chunks, which follow the storage), so a
+    crop decodes the fewest chunks possible (docs/lazy-path.md has the arithmetic). Every
+    pixel can still be drawn: the end-aligned positions reach the far edge.
+
+    ``foreground``: a :class:`tlcore.foreground.Foreground` that weights origins by the
+    foreground fraction of the crop window, on a coarse map computed once per (file, scene,
+    timepoint) per process. With ``align_to_chunks`` too, the drawn origin is snapped to the
+    nearest aligned position.
     """
 
     def __init__(
@@ -327,9 +436,14 @@ class RandLazyCropd(Randomizable, MapTransform):
         keys: KeysCollection,
         roi_size: Sequence[int] | int,
         allow_missing_keys: bool = False,
+        *,
+        align_to_chunks: bool = False,
+        foreground: Foreground | None = None,
     ) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)
         self.roi_size = roi_size
+        self.align_to_chunks = align_to_chunks
+        self.foreground = foreground
         self._start: tuple[int, ...] | None = None
 
     def randomize(self, data: Any = None) -> None:
@@ -347,6 +461,41 @@ class RandLazyCropd(Randomizable, MapTransform):
             raise ValueError(f"roi_size {roi} has {len(roi)} axes, the image {len(spatial)}")
         return tuple(n if r is None or r <= 0 else int(r) for r, n in zip(roi, spatial))
 
+    def _aligned(self, array: Any, roi: tuple[int, ...]) -> list[list[int]]:
+        """Per spatial axis, the origins where the crop starts or ends on a chunk boundary."""
+        out = []
+        for axis, r in enumerate(roi, start=1):
+            n = int(array.shape[axis])
+            chunks = getattr(array, "chunks", None)
+            sizes = chunks[axis] if chunks is not None else (n,)
+            bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(int).tolist()
+            cands = {b for b in bounds if b <= n - r} | {b - r for b in bounds if b - r >= 0}
+            out.append(sorted(c for c in cands | {0, n - r} if 0 <= c <= n - r))
+        return out
+
+    def _draw(self, d: dict[Hashable, Any], key: Hashable, roi: tuple[int, ...]) -> None:
+        array = d[key]
+        spatial = tuple(int(n) for n in array.shape[1:])
+        aligned = self._aligned(array, roi) if self.align_to_chunks else None
+        if self.foreground is not None:
+            meta = d.get(meta_key(key), {})
+            origin0 = getattr(array, "origin", (0,) * len(spatial))
+            mask = d.get(self.foreground.mask_key) if self.foreground.mask_key else None
+            fg_map, scale = coarse_map(self.foreground, meta, mask)
+            full = tuple(int(n) for n in meta.get("crop_full_shape", spatial))
+            start = draw_origin(self.R, fg_map, scale, roi, full, self.foreground.floor)
+            # The map covers the whole loaded image; this array may already be a crop of it.
+            start = tuple(
+                min(max(s - o, 0), n - r) for s, o, n, r in zip(start, origin0, spatial, roi)
+            )
+            if aligned is not None:
+                start = tuple(_nearest(c, s) for c, s in zip(aligned, start))
+            self._start = start
+        elif aligned is not None:
+            self._start = tuple(int(c[self.R.randint(0, len(c))]) for c in aligned)
+        else:
+            self.randomize(spatial)
+
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         keys = list(self.key_iterator(d))
@@ -360,7 +509,7 @@ class RandLazyCropd(Randomizable, MapTransform):
                 f"RandLazyCropd: roi_size {roi} is larger than {where} ({spatial} after "
                 "loading); choose a smaller roi_size or pad after ComputeDaskd"
             )
-        self.randomize(spatial)
+        self._draw(d, keys[0], roi)
         assert self._start is not None
         index = (slice(None), *(slice(s, s + r) for s, r in zip(self._start, roi)))
         for key in keys:
@@ -375,15 +524,33 @@ class RandLazyCropd(Randomizable, MapTransform):
         return d
 
 
+def _nearest(candidates: Sequence[int], value: int) -> int:
+    return min(candidates, key=lambda c: abs(c - value))
+
+
 class ComputeDaskd(MapTransform):
-    """Compute lazy arrays (reading only the chunks they still cover) into torch tensors.
+    r"""Compute lazy arrays (reading only the chunks they still cover) into MONAI
+    ``MetaTensor``\ s with the sample's metadata.
 
     ``dtype`` converts after reading (``"float32"``, ``"float16"``, ``numpy.float32``,
-    ``torch.float32``...). ``scheduler`` is dask's: by default ``"synchronous"`` inside
-    DataLoader workers (dask's threaded scheduler can hang in forked workers) and ``"threads"``
-    in the main process.
-    Arrays that are already computed (numpy, torch) are converted too, so the transform is
-    safe to leave in a pipeline whose loader is not lazy.
+    ``torch.float32``...); without it ``uint16``/``uint32`` widen losslessly to ``int32``/
+    ``int64`` (torch has no usable unsigned types). ``scheduler`` is dask's: by default
+    ``"synchronous"`` inside DataLoader workers (dask's threaded scheduler can hang in forked
+    workers) and ``"threads"`` in the main process.
+
+    The tensor's ``.meta`` (and ``d["<key>_meta"]``) holds the source path, scene, level,
+    timepoints, pixel sizes, and the crop box in the loaded level's grid (``crop_start``,
+    ``crop_size``) and in level-0 voxels (``crop_start_level0``, ``crop_size_level0``),
+    whichever crop chose it: tlcore's, MONAI's spatial crops on the lazy array (tracked by
+    :class:`tlcore.lazyarray.LazyArray`), or MONAI's crops on an eager MetaTensor (read from
+    its ``applied_operations``). Where no box can be known (the lazy array went through
+    something else than slicing) ``crop_start`` is None rather than a guess.
+
+    Arrays that are already computed (numpy, torch) get the same dtype handling, so the
+    transform is safe in a pipeline whose loader is eager; other values pass through.
+
+    A lazy array that was never cropped and holds more than ``warn_bytes`` stored bytes gives
+    a :class:`WholeImageWarning` with the bytes about to be read (None: never warn).
     """
 
     def __init__(
@@ -392,10 +559,13 @@ class ComputeDaskd(MapTransform):
         dtype: Any = None,
         scheduler: str | None = None,
         allow_missing_keys: bool = False,
+        *,
+        warn_bytes: int | None = 256 * 2**20,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.dtype = dtype
         self.scheduler = scheduler
+        self.warn_bytes = warn_bytes
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
@@ -403,22 +573,200 @@ class ComputeDaskd(MapTransform):
         scheduler = self.scheduler or _default_scheduler()
         for key in self.key_iterator(d):
             value = d[key]
+            box: tuple[int, ...] | None = None
+            tracked = False
             if _is_dask(value):
+                if isinstance(value, LazyArray):
+                    tracked, box = True, value.origin
+                    self._warn_whole(value, d.get(meta_key(key)))
+                    chunkcache.stats.crop(int(value.size) * value.source_itemsize)
                 value = compute(value, scheduler)
-            if isinstance(value, torch.Tensor):
-                value = value.numpy()
-            array = np.asarray(value)
+            elif isinstance(value, MetaTensor):
+                box = _monai_box(value)
+                tracked = box is not None
+            elif not isinstance(value, (np.ndarray, torch.Tensor)):
+                continue
+            array = value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
             if dtype is not None and array.dtype != dtype:
                 array = array.astype(dtype)
             elif array.dtype == np.uint16 or array.dtype == np.uint32:
                 # torch has no unsigned 16/32-bit tensors that MONAI can use: widen losslessly.
                 array = array.astype(np.int32 if array.dtype == np.uint16 else np.int64)
-            d[key] = torch.from_numpy(np.ascontiguousarray(array))
+            tensor = torch.from_numpy(np.ascontiguousarray(array))
             meta = d.get(meta_key(key))
-            if isinstance(meta, dict) and "crop_size" in meta:
-                size = tuple(int(n) for n in array.shape[1:])
-                if tuple(meta["crop_size"]) != size:
-                    # Cropped by a transform that records no box (MONAI's own crops): say the
-                    # box is unknown rather than keep the loader's whole-image box.
-                    d[meta_key(key)] = {**meta, "crop_start": None, "crop_size": size}
+            if isinstance(meta, dict):
+                meta = _with_box(meta, box, tracked, tuple(int(n) for n in array.shape[1:]))
+                d[meta_key(key)] = meta
+                d[key] = MetaTensor(tensor, meta=_tensor_meta(meta))
+            else:
+                d[key] = MetaTensor(tensor)
+        return d
+
+    def _warn_whole(self, value: LazyArray, meta: Any) -> None:
+        nbytes = int(value.size) * value.source_itemsize
+        if self.warn_bytes is None or not value.is_whole or nbytes <= self.warn_bytes:
+            return
+        where = meta.get("uri", "an image") if isinstance(meta, dict) else "an image"
+        warnings.warn(
+            f"ComputeDaskd is about to read the whole of {where}: {nbytes:,} bytes "
+            f"({nbytes / 2**30:.2f} GiB), shape {tuple(value.shape)}. Put a spatial crop "
+            "(RandLazyCropd, RandSpatialCropd) before ComputeDaskd to read only the crop, or "
+            "pass warn_bytes=None if the whole image is meant.",
+            WholeImageWarning,
+            stacklevel=3,
+        )
+
+
+def _monai_box(value: MetaTensor) -> tuple[int, ...] | None:
+    """The box MONAI's crops cut from an eager image, from the tensor's applied operations;
+    None when anything else than crops was applied (or nothing was recorded)."""
+    ops = list(getattr(value, "applied_operations", []) or [])
+    start = [0] * (value.ndim - 1)
+    for op in ops:
+        cropped = (op.get("extra_info") or {}).get("cropped")
+        if cropped is None or len(cropped) != 2 * len(start):
+            return None
+        start = [s + int(c) for s, c in zip(start, cropped[0::2])]
+    return tuple(start)
+
+
+def _with_box(
+    meta: dict[str, Any], box: tuple[int, ...] | None, tracked: bool, size: tuple[int, ...]
+) -> dict[str, Any]:
+    """``meta`` with the crop box of the computed array (``box``: start in the loaded level's
+    grid, known when ``tracked``), in level and level-0 pixels."""
+    out = dict(meta)
+    if tracked and box is not None:
+        start: tuple[int, ...] | None = tuple(int(b) for b in box)
+    elif tuple(meta.get("crop_size", ())) == size:
+        start = meta.get("crop_start")  # recorded by tlcore's crop, nothing cut since
+    else:
+        start = None  # cut by something that records no box: unknown, not guessed
+    out["crop_start"] = start
+    out["crop_size"] = size
+    scale = tuple(meta.get("downsampling", ())) or (1.0,) * len(size)
+    scale = scale[-len(size) :]
+    out["crop_start_level0"] = (
+        None if start is None else tuple(round(s * f) for s, f in zip(start, scale))
+    )
+    out["crop_size_level0"] = tuple(round(n * f) for n, f in zip(size, scale))
+    return out
+
+
+_TENSOR_META = (
+    "path", "uri", "reader", "scene", "level", "timepoints", "time_s", "n_timepoints",
+    "n_channels", "channels", "pixel_sizes", "image_shape", "crop_start", "crop_size",
+    "crop_start_level0", "crop_size_level0", "downsampling",
+)  # fmt: skip
+
+
+def _tensor_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
+    out = {k: meta[k] for k in _TENSOR_META if k in meta}
+    if "path" in meta:
+        out["filename_or_obj"] = meta["path"]  # MONAI's own name for the source
+    return out
+
+
+class TlcoreReader:
+    """A MONAI-style image reader description for :class:`LoadImaged`: which tlcore reader
+    (None: the registry picks), scene, level, and whether the output stays lazy.
+
+    ``OmeZarrReader(level=1, lazy_load=True)`` is the same with the OME-Zarr reader named.
+    """
+
+    reader: str | None = None
+
+    def __init__(
+        self,
+        level: int = 0,
+        lazy_load: bool = True,
+        scene: int | str | None = None,
+        reader: str | None = None,
+        spatial_dims: int = 3,
+        timepoint: int | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.level = level
+        self.lazy_load = lazy_load
+        self.scene = scene
+        self.reader = reader if reader is not None else type(self).reader
+        self.spatial_dims = spatial_dims
+        self.timepoint = timepoint
+        self.storage_options = dict(storage_options or {})
+
+
+class OmeZarrReader(TlcoreReader):
+    """:class:`TlcoreReader` naming the OME-Zarr reader: the guide's
+    ``OmeZarrReader(level=..., lazy_load=True)``."""
+
+    reader = "ome-zarr"
+
+
+class LoadImaged(MapTransform):
+    """A drop-in for MONAI's ``LoadImaged`` (same leading signature) that accepts any tlcore
+    reader and returns a lazy array. MONAI's own ``LoadImage`` rejects dask outputs.
+
+    ``d[key]`` holds the path; it is replaced by the image (channel-first, lazy unless the
+    reader says ``lazy_load=False``), with metadata under ``d["<key>_meta"]``. The sample's
+    ``T``, ``C``, ``scene``, ``resolution`` keys apply as for :class:`LoadLazyd`; a timelapse
+    with no ``T`` needs ``TlcoreReader(timepoint=...)``. ``dtype`` converts the pixels
+    (lazily). ``image_only``, ``ensure_channel_first`` and the meta-dict arguments of MONAI's
+    signature are accepted: the output is always channel-first, metadata goes to ``_meta``.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        reader: TlcoreReader | str | None = None,
+        dtype: Any = None,
+        meta_keys: Any = None,
+        meta_key_postfix: str = "meta_dict",
+        overwriting_keys: bool = False,
+        image_only: bool = True,
+        ensure_channel_first: bool = False,
+        simple_keys: bool = False,
+        prune_meta_pattern: str | None = None,
+        prune_meta_sep: str = ".",
+        allow_missing_keys: bool = False,
+        expanduser: bool = True,
+        *args: Any,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        spec = reader if isinstance(reader, TlcoreReader) else TlcoreReader(reader=reader)
+        self.spec = spec
+        self.dtype = dtype
+        self.expanduser = expanduser
+        self._loaders = {
+            key: BioIOImageLoaderd(
+                path_key=str(key),
+                out_key=str(key),
+                lazy_load=spec.lazy_load,
+                dtype=dtype,
+                spatial_dims=spec.spatial_dims,
+                scene=spec.scene,
+                level=spec.level,
+                timepoint=spec.timepoint,
+                reader=spec.reader,
+                storage_options=spec.storage_options,
+            )
+            for key in self.keys
+        }
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            loader = self._loaders[key]
+            loader.guard = False
+            if self.spec.lazy_load:
+                # The loader's own check would look for itself in the pipeline: check for us.
+                pipeline = enclosing_pipeline(self)
+                if pipeline is not None:
+                    check_pipeline(self, [key], pipeline)
+            path = d[key]
+            if self.expanduser and isinstance(path, str) and path.startswith("~"):
+                import os
+
+                path = os.path.expanduser(path)
+            d = loader({**d, key: path})
         return d
