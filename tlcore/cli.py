@@ -1,4 +1,4 @@
-"""The ``tlcore`` command: ``plugins``, ``info``, ``demo`` and ``new-plugin``.
+"""The ``tlcore`` command: ``plugins``, ``info``, ``validate``, ``demo`` and ``new-plugin``.
 
 Only the standard library and the registry are imported up front; ``info`` imports dask through
 the reader it uses, ``demo`` imports torch and MONAI. ``--debug`` (or ``TLCORE_DEBUG=1``) shows
@@ -98,6 +98,28 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _validate(args: argparse.Namespace) -> int:
+    from tlcore.manifest import Columns
+    from tlcore.validate import validate_manifest
+
+    columns = Columns(split_column=None if args.split_column == "" else args.split_column)
+    report = validate_manifest(
+        args.manifest,
+        columns,
+        num_timepoints=args.num_timepoints,
+        patch_shape=args.patch_shape,
+        spatial_dims=args.spatial_dims,
+        batch_size=args.batch_size,
+        max_workers=args.workers,
+        progress=not args.json and not args.no_progress and sys.stderr.isatty(),
+    )
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print(report.format())
+    return 0 if report.ok else 1
+
+
 def _demo(args: argparse.Namespace) -> int:
     from tlcore.demo import run_demo
 
@@ -164,6 +186,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reader", default=None, help="force a reader by name")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_info)
+
+    p = sub.add_parser(
+        "validate",
+        help="check every row of a manifest against its files, and estimate training costs",
+        parents=[common],
+    )
+    p.add_argument("manifest", help="manifest CSV/TSV/Parquet path or URL")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--split-column", default="split", help="'' puts every row in train")
+    p.add_argument("--num-timepoints", type=int, default=1)
+    p.add_argument("--patch-shape", type=int, nargs="+", default=None, metavar="N")
+    p.add_argument("--spatial-dims", type=int, default=3, choices=(2, 3))
+    p.add_argument("--batch-size", type=int, default=1, help="for the worker memory estimate")
+    p.add_argument("--workers", type=int, default=8, help="files opened at once")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.set_defaults(func=_validate)
 
     p = sub.add_parser(
         "demo", help="write a synthetic timelapse and read random crops lazily", parents=[common]

@@ -5,6 +5,9 @@ on first use."""
 
 from __future__ import annotations
 
+import logging
+import warnings
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
@@ -21,6 +24,8 @@ from tlcore.dataset import (
 from tlcore.manifest import SPLITS, Columns, ManifestRow, read_manifest
 
 __all__ = ["RandomTimelapseDatamodule"]
+
+_log = logging.getLogger("tlcore")
 
 _STAGE_SPLITS = {
     "fit": ("train", "val"),
@@ -82,6 +87,15 @@ class RandomTimelapseDatamodule(LightningDataModule):
         batch_size, num_workers, pin_memory, persistent_workers, multiprocessing_context:
             passed to every DataLoader, as is ``dataloader_kwargs``. Shuffling is for ``train``
             only; ``val`` and ``test`` draw the same samples every epoch.
+        validate: check every row of the stage's splits against its files in :meth:`setup`
+            (:func:`tlcore.validate.validate_manifest`) and raise
+            :class:`tlcore.validate.ValidationError` listing every problem before any training;
+            warnings (duplicated rows, empty val/test) are issued as warnings.
+        on_error: ``"raise"`` or ``"skip"`` (a failed sample is replaced by a deterministic
+            redraw, counted per file in :attr:`skips` and logged as the metric
+            ``tlcore/skipped_samples``); see :class:`tlcore.dataset.TimelapseDataset`.
+        worker_timeout: seconds without a batch from the DataLoader workers before the run ends
+            with :class:`tlcore.dataset.WorkerError` instead of hanging (None: wait forever).
 
     Inside workers, files open lazily (nothing opened in the parent is inherited), dask runs
     synchronously and torch uses one thread.
@@ -114,9 +128,16 @@ class RandomTimelapseDatamodule(LightningDataModule):
         pin_memory: bool = False,
         persistent_workers: bool = False,
         multiprocessing_context: Any = None,
+        validate: bool = True,
+        on_error: str = "raise",
+        worker_timeout: float | None = 600.0,
         **dataloader_kwargs: Any,
     ) -> None:
         super().__init__()
+        self.validate = validate
+        self.on_error = on_error
+        #: samples skipped per file over the run (``on_error="skip"``), as batches arrive
+        self.skips: Counter[str] = Counter()
         self.path = path
         self.transforms = transforms
         self.columns = Columns(
@@ -149,10 +170,13 @@ class RandomTimelapseDatamodule(LightningDataModule):
         if num_workers > 0:
             self.loader_kwargs["multiprocessing_context"] = multiprocessing_context
             self.loader_kwargs.setdefault("worker_init_fn", worker_init)
+            if worker_timeout is not None:
+                self.loader_kwargs.setdefault("timeout", float(worker_timeout))
         self.rows: dict[str, list[ManifestRow]] | None = None
         self.datasets: dict[str, TimelapseDataset] = {}
         self._loaders: dict[str, TimelapseDataLoader] = {}
         self._pending_state: dict[str, int] | None = None
+        self._validated: set[str] = set()
 
     # -- set-up --------------------------------------------------------------------------------
     def manifest(self) -> dict[str, list[ManifestRow]]:
@@ -183,11 +207,39 @@ class RandomTimelapseDatamodule(LightningDataModule):
                 patch_shape=self.patch_shape,
                 independent_crops=self.independent_crops,
                 storage_options=self.storage_options,
+                on_error=self.on_error,
             )
         return self.datasets[split]
 
+    def check(self, splits: Sequence[str] = SPLITS, required: Sequence[str] = ()) -> Any:
+        """Validate the manifest's ``splits`` against their files; the
+        :class:`tlcore.validate.Report`."""
+        from tlcore.validate import validate_manifest
+
+        return validate_manifest(
+            self.path,
+            self.columns,
+            self.storage_options or None,
+            splits=splits,
+            required=required,
+            num_timepoints=self.num_timepoints,
+            patch_shape=self.patch_shape,
+            spatial_dims=self.spatial_dims,
+            batch_size=int(self.loader_kwargs.get("batch_size") or 1),
+        )
+
     def setup(self, stage: str | None = None) -> None:
         splits = _STAGE_SPLITS.get(stage or "", SPLITS)
+        if self.validate and not self._validated.issuperset(splits):
+            from tlcore.validate import ValidationError
+
+            report = self.check(splits, required=splits[:1])
+            if not report.ok:
+                raise ValidationError(report)
+            for problem in report.warnings:
+                if problem.row is not None:  # an absent val/test split is the user's choice
+                    warnings.warn(str(problem), UserWarning, stacklevel=2)
+            self._validated.update(splits)
         rows = self.manifest()
         for split in splits:
             if rows[split] or split == "train":
@@ -222,6 +274,32 @@ class RandomTimelapseDatamodule(LightningDataModule):
 
     def predict_dataloader(self) -> TimelapseDataLoader | list[Any]:
         return self.test_dataloader()
+
+    # -- skips ---------------------------------------------------------------------------------
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Count the batch's skipped samples (``on_error="skip"``) per file and log the run's
+        total as ``tlcore/skipped_samples`` to the trainer's loggers and callback metrics."""
+        if not isinstance(batch, dict) or "skipped" not in batch:
+            return batch
+        paths = batch.get("skipped_paths") or []
+        new = 0
+        for joined in paths:
+            for path in str(joined).split(";"):
+                if path:
+                    self.skips[path] += 1
+                    new += 1
+        if new:
+            _log.warning("skipped %d sample(s) in this batch; per file so far: %s", new,
+                         dict(self.skips))  # fmt: skip
+        trainer = self._trainer_or_none()
+        if trainer is not None:
+            import torch
+
+            total = float(sum(self.skips.values()))
+            trainer.callback_metrics["tlcore/skipped_samples"] = torch.tensor(total)
+            for logger in trainer.loggers:
+                logger.log_metrics({"tlcore/skipped_samples": total}, step=trainer.global_step)
+        return batch
 
     # -- resuming ------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

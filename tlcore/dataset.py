@@ -10,7 +10,10 @@ given), so ``import tlcore`` does not import this module.
 
 from __future__ import annotations
 
+import logging
 import math
+import warnings
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -33,6 +36,7 @@ from tlcore.sampling import (
 
 __all__ = [
     "SampleError",
+    "WorkerError",
     "TimelapseDataLoader",
     "TimelapseDataset",
     "TimelapseSampler",
@@ -47,6 +51,15 @@ SAMPLE_KEYS = ("original_path", "scene", "resolution", "C", "T")
 
 class SampleError(TlcoreError):
     """A sample could not be made: names the manifest row, the file and the epoch position."""
+
+
+class WorkerError(TlcoreError):
+    """A DataLoader worker died or stalled: the run ends with this instead of hanging."""
+
+
+#: ``on_error`` policies of :class:`TimelapseDataset`.
+ON_ERROR = ("raise", "skip")
+_log = logging.getLogger("tlcore")
 
 
 def default_transforms(
@@ -88,6 +101,15 @@ class TimelapseDataset(Dataset[dict[str, Any]]):
         independent_crops: with several timepoints, run the pipeline once per timepoint (its
             own random crop and augmentation each) instead of one box for all.
         storage_options: fsspec options for every path (credentials, ``endpoint_url``...).
+        on_error: ``"raise"``: a sample that cannot be made raises :class:`SampleError` naming
+            the file, row, scene and timepoints. ``"skip"``: it is replaced by a redraw (another
+            row and timepoints, drawn from ``(seed, split, epoch, position, attempt)``, so the
+            epoch is the same with any number of workers); the sample's ``"skipped"`` key counts
+            the failed attempts and ``"skipped_paths"`` names them (``;``-separated), skips are
+            counted per file in :attr:`skips` (per process) and logged, and a file that failed
+            ``drop_after`` times is dropped: later draws of it are skipped without reading
+            (the same outcome, since its failure repeats), with a warning.
+        max_redraws: with ``"skip"``, the redraws tried before giving up with SampleError.
 
     Indexing: ``dataset[position]`` draws for the dataset's current epoch
     (:meth:`set_epoch`); ``dataset[(epoch, position)]`` for any epoch (what
@@ -113,7 +135,12 @@ class TimelapseDataset(Dataset[dict[str, Any]]):
         patch_shape: Sequence[int] | None = None,
         independent_crops: bool = False,
         storage_options: Mapping[str, Any] | None = None,
+        on_error: str = "raise",
+        max_redraws: int = 16,
+        drop_after: int = 3,
     ) -> None:
+        if on_error not in ON_ERROR:
+            raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
         if timepoint_sampling not in SAMPLING_MODES:
             raise ValueError(
                 f"timepoint_sampling must be one of {SAMPLING_MODES}, got {timepoint_sampling!r}"
@@ -140,6 +167,13 @@ class TimelapseDataset(Dataset[dict[str, Any]]):
             if transforms is not None
             else default_transforms(spatial_dims=spatial_dims, patch_shape=self.patch_shape)
         )
+        self.on_error = on_error
+        self.max_redraws = int(max_redraws)
+        self.drop_after = int(drop_after)
+        #: failed samples per file, in this process (each DataLoader worker has its own)
+        self.skips: Counter[str] = Counter()
+        #: files dropped after ``drop_after`` failures, in this process
+        self.dropped: set[str] = set()
         self.epoch = 0
         self._order: tuple[int, np.ndarray] | None = None
         self._ranges: dict[int, TimeRange] = {}
@@ -185,12 +219,15 @@ class TimelapseDataset(Dataset[dict[str, Any]]):
         options = {**self.storage_options, **row.options}
         return cache.open_cached(row.path, row.scene, row.resolution, options or None)
 
-    def draw(self, epoch: int, position: int) -> dict[str, Any]:
+    def draw(self, epoch: int, position: int, attempt: int = 0) -> dict[str, Any]:
         """The sample dict before transforms: the row's keys, the drawn ``T``, the times of
-        those timepoints in seconds (NaN where the file records none) and the extra columns."""
-        index = self.row_at(epoch, position)
+        those timepoints in seconds (NaN where the file records none) and the extra columns.
+
+        ``attempt`` > 0 is the ``attempt``-th redraw of a failed sample (``on_error="skip"``):
+        a row and timepoints drawn from ``(seed, split, epoch, position, attempt)``."""
+        rng = rng_for(self.seed, self.split, epoch if self.shuffle else 0, position, attempt)
+        index = self.row_at(epoch, position) if attempt == 0 else int(rng.integers(len(self.rows)))
         row = self.rows[index]
-        rng = rng_for(self.seed, self.split, epoch if self.shuffle else 0, position)
         try:
             time_range = self.time_range(index)
             ts = sample_timepoints(rng, time_range, self.num_timepoints, self.timepoint_sampling)
@@ -198,7 +235,7 @@ class TimelapseDataset(Dataset[dict[str, Any]]):
         except SampleError:
             raise
         except (TlcoreError, OSError, ValueError) as exc:
-            raise SampleError(f"{row.where()}: {exc}") from exc
+            raise SampleError(f"{row.where()} scene {row.scene!r}: {exc}") from exc
         times = [math.nan if seconds is None else float(seconds[t]) for t in ts]
         sample: dict[str, Any] = {
             "original_path": row.path,
@@ -211,15 +248,61 @@ class TimelapseDataset(Dataset[dict[str, Any]]):
             "row": row.row,
             "split": self.split,
             "_transform_seed": int(rng.integers(0, 2**31 - 1)),
+            "_index": index,
         }
         sample.update(row.extras)
         return sample
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         epoch, position = key if isinstance(key, tuple) else (self.epoch, int(key))
-        sample = self.draw(epoch, position)
+        if self.on_error == "raise":
+            return self._make(epoch, position, 0)
+        failed: list[str] = []
+        last: SampleError | None = None
+        for attempt in range(self.max_redraws + 1):
+            if attempt > 0:
+                index = int(
+                    rng_for(self.seed, self.split, epoch if self.shuffle else 0, position, attempt)
+                    .integers(len(self.rows))
+                )  # fmt: skip
+            else:
+                index = self.row_at(epoch, position)
+            path = self.rows[index].path
+            if path in self.dropped:  # it failed before and would again: same outcome, no read
+                failed.append(path)
+                continue
+            try:
+                sample = self._make(epoch, position, attempt)
+            except SampleError as exc:
+                last = exc
+                failed.append(path)
+                self._count_skip(path, exc)
+                continue
+            sample["skipped"] = len(failed)
+            sample["skipped_paths"] = ";".join(failed)
+            return sample
+        raise SampleError(
+            f"sample {position} of epoch {epoch} ({self.split}): the drawn row and "
+            f"{self.max_redraws} redraws all failed (files: {sorted(set(failed))}); last "
+            f"error: {last}"
+        ) from last
+
+    def _count_skip(self, path: str, exc: SampleError) -> None:
+        self.skips[path] += 1
+        _log.warning("skipped a sample (%s skips of this file): %s", self.skips[path], exc)
+        if self.skips[path] >= self.drop_after and path not in self.dropped:
+            self.dropped.add(path)
+            warnings.warn(
+                f"{path} failed {self.skips[path]} times and is dropped: its rows are skipped "
+                f"from now on (in this process). Last error: {exc}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
+    def _make(self, epoch: int, position: int, attempt: int) -> dict[str, Any]:
+        sample = self.draw(epoch, position, attempt)
         seed = sample.pop("_transform_seed")
-        row = self.rows[self.row_at(epoch, position)]
+        row = self.rows[sample.pop("_index")]
         try:
             if self.independent_crops and self.num_timepoints > 1:
                 return self._per_timepoint(sample, seed)
@@ -228,7 +311,8 @@ class TimelapseDataset(Dataset[dict[str, Any]]):
             cause, step = _root_cause(exc)
             raise SampleError(
                 f"{row.where()}: making sample {position} of epoch {epoch} ({self.split}, "
-                f"T={sample['T']}) failed{step}: {type(cause).__name__}: {cause}"
+                f"scene {row.scene!r}, T={sample['T']}) failed{step}: {type(cause).__name__}: "
+                f"{cause}"
             ) from exc
 
     def _apply(self, sample: dict[str, Any], seed: int) -> dict[str, Any]:
@@ -372,7 +456,14 @@ class TimelapseDataLoader(DataLoader[dict[str, Any]]):
         sampler = self._sampler()
         self._epoch = sampler.epoch
         self._batches = sampler.skip // max(self.batch_size or 1, 1)
-        for batch in super().__iter__():
+        batches = super().__iter__()
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                break
+            except RuntimeError as exc:
+                raise _worker_error(exc, self) from exc
             self._batches += 1
             yield batch
         self._epoch, self._batches = sampler.epoch, 0
@@ -389,6 +480,29 @@ class TimelapseDataLoader(DataLoader[dict[str, Any]]):
         sampler.set_epoch(int(state["epoch"]))
         sampler.skip = int(state["batches"]) * max(self.batch_size or 1, 1)
         self._epoch, self._batches = int(state["epoch"]), int(state["batches"])
+
+
+def _worker_error(exc: RuntimeError, loader: TimelapseDataLoader) -> RuntimeError | WorkerError:
+    """torch's messages for a dead or stalled worker, turned into one that says what to do."""
+    text = str(exc)
+    dataset = loader.dataset
+    split = getattr(dataset, "split", "?")
+    where = f"the {split!r} DataLoader ({loader.num_workers} worker(s), batch {loader._batches})"
+    if "timed out" in text:
+        return WorkerError(
+            f"{where}: no batch came back within timeout={loader.timeout:g} s, so the run was "
+            "stopped instead of hanging. A read is stalled (unreachable storage, a lock, a "
+            "reader that blocks); run with num_workers=0 to see where, or raise the "
+            f"datamodule's worker_timeout if reads are really this slow. ({text})"
+        )
+    if "exited unexpectedly" in text or "killed by signal" in text:
+        return WorkerError(
+            f"{where}: a worker died ({text.splitlines()[0]}). Killed by the system usually "
+            "means out of memory: `tlcore validate MANIFEST --batch-size N` estimates the "
+            "memory per worker; lower num_workers or batch_size, or run with num_workers=0 to "
+            "see a crash in the main process."
+        )
+    return exc
 
 
 def worker_init(worker_id: int) -> None:

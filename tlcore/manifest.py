@@ -39,6 +39,19 @@ class ManifestError(TlcoreError, ValueError):
 
 
 @dataclass(frozen=True)
+class CellProblem:
+    """A cell that does not coerce (collected by :func:`collect_rows` instead of raised).
+
+    ``row`` is None for a problem of the whole table (a missing column, an empty file)."""
+
+    origin: str
+    row: int | None
+    column: str | None
+    value: Any
+    problem: str
+
+
+@dataclass(frozen=True)
 class ManifestRow:
     """One manifest row, coerced.
 
@@ -225,11 +238,24 @@ def _read_table(location: Any, storage_options: Mapping[str, Any] | None) -> pd.
 
     text = str(location)
     kwargs: dict[str, Any] = {"dtype": str, "keep_default_na": False, "skipinitialspace": True}
+    options: dict[str, Any] = {}
     if _is_remote(text) and storage_options:
-        kwargs["storage_options"] = dict(storage_options)
+        from tlcore.source import is_reader_option
+
+        # Reader options (czi_tiles, tlcore_cache_dir...) mean nothing to fsspec.
+        options = {k: v for k, v in storage_options.items() if not is_reader_option(k)}
     if hasattr(location, "storage_options") and hasattr(location, "open"):  # a UPath
-        with location.open("rb") as fh:
-            return _parse(pd, fh, text, kwargs)
+        import fsspec
+
+        # The UPath's own options win over the run's.
+        merged = {**options, **dict(location.storage_options)}
+        try:
+            with fsspec.open(text, "rb", **merged) as fh:
+                return _parse(pd, fh, text, kwargs)
+        except FileNotFoundError as exc:
+            raise ManifestError(f"manifest {text} does not exist") from exc
+    if options:
+        kwargs["storage_options"] = options
     if not _is_remote(text) and not os.path.exists(text):
         raise ManifestError(f"manifest {text} does not exist")
     return _parse(pd, text, text, kwargs)
@@ -246,6 +272,15 @@ def _parse(pd: Any, handle: Any, name: str, kwargs: dict[str, Any]) -> Any:
         return pd.read_csv(handle, **kwargs)
     except FileNotFoundError as exc:
         raise ManifestError(f"manifest {name} does not exist") from exc
+    except UnicodeDecodeError as exc:
+        raise ManifestError(
+            f"manifest {name} is not UTF-8 text (byte {exc.start}: {exc.reason}); save it as "
+            "UTF-8 (in Excel: 'CSV UTF-8'; or iconv -f latin1 -t utf-8)"
+        ) from exc
+    except pd.errors.EmptyDataError as exc:
+        raise ManifestError(
+            f"manifest {name} is empty: write a header line (path,split,...) and one row per file"
+        ) from exc
     except Exception as exc:  # pandas' parser errors have many types
         raise ManifestError(f"manifest {name} cannot be read: {type(exc).__name__}: {exc}") from exc
 
@@ -256,26 +291,40 @@ def _rows_from_frame(
     origin: str,
     base: str | None,
     split: str | None,
+    problems: list[CellProblem] | None = None,
 ) -> list[ManifestRow]:
+    """The frame's rows, coerced. With ``problems``, every bad cell and missing column is
+    appended there (and its row left out) instead of raising on the first."""
     frame = frame.rename(columns=lambda c: str(c).strip())
     present = set(frame.columns)
+
+    def table_problem(column: str, message: str) -> None:
+        if problems is None:
+            raise ManifestError(f"{origin}: {message}")
+        problems.append(CellProblem(origin, None, column, None, message))
+
     if columns.img_path_column not in present:
-        raise ManifestError(
-            f"{origin}: no path column {columns.img_path_column!r}; columns are "
-            f"{sorted(present)} (set img_path_column=...)"
+        table_problem(
+            columns.img_path_column,
+            f"no path column {columns.img_path_column!r}; columns are "
+            f"{sorted(present)} (set img_path_column=...)",
         )
+        return []
     if split is None and columns.split_column is not None and columns.split_column not in present:
-        raise ManifestError(
-            f"{origin}: no split column {columns.split_column!r}; columns are {sorted(present)} "
+        table_problem(
+            columns.split_column,
+            f"no split column {columns.split_column!r}; columns are {sorted(present)} "
             "(set split_column=..., give one manifest per split, or split_column=None to "
-            "train on every row)"
+            "train on every row)",
         )
+        return []
     missing = [c for c in columns.extra_columns if c not in present]
     if missing:
-        raise ManifestError(
-            f"{origin}: extra_columns {missing} are not in the manifest; columns are "
-            f"{sorted(present)}"
+        table_problem(
+            missing[0],
+            f"extra_columns {missing} are not in the manifest; columns are {sorted(present)}",
         )
+        return []
     extras = {c: _number_or_text(list(frame[c])) for c in columns.extra_columns}
     # Plain lists: indexing a DataFrame cell by cell costs ~100 us, 8 s for 10,000 rows.
     table = {str(c): frame[c].tolist() for c in frame.columns}
@@ -317,6 +366,9 @@ def _rows_from_frame(
             column = columns.options_column
             options = parse_options(cell(column, i))
         except ValueError as exc:
+            if problems is not None:
+                problems.append(CellProblem(origin, i, column, cell(column, i), str(exc)))
+                continue
             raise ManifestError(
                 f"{origin} row {i}, column {column!r}: {exc}. Fix the cell or leave it empty "
                 "for the default"
@@ -366,13 +418,39 @@ def read_manifest(
     return out
 
 
+def collect_rows(
+    path: Any,
+    columns: Columns | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> tuple[dict[str, list[ManifestRow]], list[CellProblem], dict[str, str]]:
+    """Like :func:`read_manifest`, but every bad cell and missing column is collected instead
+    of raised on the first (rows with a bad cell are left out). Also returns the tables read,
+    ``{origin: split or ""}`` (for one-manifest-per-split, the split each table was given for).
+    A table that cannot be read at all (missing, empty, not UTF-8) still raises ManifestError.
+    """
+    columns = columns or Columns()
+    out: dict[str, list[ManifestRow]] = {s: [] for s in SPLITS}
+    problems: list[CellProblem] = []
+    tables: dict[str, str] = {}
+    for rows in _load(path, columns, storage_options, problems, tables):
+        for row in rows:
+            out[row.split].append(row)
+    return out, problems, tables
+
+
 def _load(
-    path: Any, columns: Columns, storage_options: Mapping[str, Any] | None
+    path: Any,
+    columns: Columns,
+    storage_options: Mapping[str, Any] | None,
+    problems: list[CellProblem] | None = None,
+    tables: dict[str, str] | None = None,
 ) -> Iterable[list[ManifestRow]]:
     import pandas as pd
 
+    seen = tables if tables is not None else {}
     if isinstance(path, pd.DataFrame):
-        yield _rows_from_frame(path.astype(object), columns, "DataFrame", None, None)
+        seen["DataFrame"] = ""
+        yield _rows_from_frame(path.astype(object), columns, "DataFrame", None, None, problems)
         return
     if isinstance(path, Mapping):
         if "dict_meta" in path:
@@ -380,7 +458,8 @@ def _load(
                 frame = pd.DataFrame({str(k): list(v) for k, v in dict(path["dict_meta"]).items()})
             except ValueError as exc:
                 raise ManifestError(f"dict_meta: the columns differ in length ({exc})") from None
-            yield _rows_from_frame(frame.astype(object), columns, "dict_meta", None, None)
+            seen["dict_meta"] = ""
+            yield _rows_from_frame(frame.astype(object), columns, "dict_meta", None, None, problems)
             return
         unknown = [k for k in path if str(k) not in SPLITS]
         if unknown:
@@ -392,7 +471,11 @@ def _load(
             if location is None:
                 continue
             frame = _read_table(location, storage_options)
-            yield _rows_from_frame(frame, columns, str(location), str(location), str(split))
+            seen[str(location)] = str(split)
+            yield _rows_from_frame(
+                frame, columns, str(location), str(location), str(split), problems
+            )
         return
     frame = _read_table(path, storage_options)
-    yield _rows_from_frame(frame, columns, str(path), str(path), None)
+    seen[str(path)] = ""
+    yield _rows_from_frame(frame, columns, str(path), str(path), None, problems)
