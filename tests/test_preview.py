@@ -1,0 +1,44 @@
+"""``tlcore preview``: the crops training would draw, as a labelled PNG montage."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tlcore.preview import LABEL, TILE, preview
+
+
+def test_preview_draws_what_training_draws(
+    synthetic_store: Callable[..., Path], tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    from tlcore.datamodule import RandomTimelapseDatamodule
+
+    stores = [synthetic_store(f"p{i}.ome.zarr", shape=(6, 2, 4, 64, 64), chunks=(1, 1, 4, 32, 32),
+                              seed=i) for i in range(2)]  # fmt: skip
+    manifest = pd.DataFrame({"path": [str(s) for s in stores], "split": "train", "channel": "0,1"})
+    kwargs = dict(patch_shape=(4, 32, 32), num_timepoints=2, seed=5)
+    out = preview(manifest, tmp_path / "preview.png", n=5, **kwargs)
+
+    picture = np.asarray(Image.open(out).convert("RGB"))
+    assert picture.shape == (2 * (TILE + LABEL), 3 * TILE, 3)  # 5 tiles: a 3 x 2 grid
+    for i in range(5):
+        y, x = divmod(i, 3)
+        tile = picture[y * (TILE + LABEL) : y * (TILE + LABEL) + TILE, x * TILE : (x + 1) * TILE]
+        assert tile.std() > 5, f"tile {i} is blank"
+        label = picture[
+            y * (TILE + LABEL) + TILE : (y + 1) * (TILE + LABEL), x * TILE : (x + 1) * TILE
+        ]
+        assert label.max() > 0, f"tile {i} has no label"
+    assert picture[TILE + LABEL :, 2 * TILE :].max() == 0  # the sixth cell stays empty
+
+    # The first positions of epoch 0 are the training draws, whatever the epoch's length.
+    dm = RandomTimelapseDatamodule(manifest, samples_per_epoch=40, **kwargs)
+    dataset = dm.dataset("train")
+    again = RandomTimelapseDatamodule(manifest, samples_per_epoch=5, **kwargs).dataset("train")
+    for position in range(5):
+        assert dataset[(0, position)]["T"] == again[(0, position)]["T"]
