@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from tlcore.datamodule import RandomTimelapseDatamodule
     from tlcore.dataset import TimelapseDataset
     from tlcore.transforms import BioIOImageLoaderd, ComputeDaskd, LoadLazyd, RandLazyCropd
+    from tlcore.validate import ValidationError, validate_manifest
 
 # Transforms, dataset and datamodule need MONAI, torch and Lightning: resolved on first
 # attribute access only.
@@ -34,6 +35,8 @@ _LAZY = {
     "BioIOImageLoaderd": "tlcore.transforms",
     "RandomTimelapseDatamodule": "tlcore.datamodule",
     "TimelapseDataset": "tlcore.dataset",
+    "ValidationError": "tlcore.validate",
+    "validate_manifest": "tlcore.validate",
     "ComputeDaskd": "tlcore.transforms",
     "LoadLazyd": "tlcore.transforms",
     "RandLazyCropd": "tlcore.transforms",
@@ -60,6 +63,7 @@ __all__ = [
     "TimeAxis",
     "TimelapseDataset",
     "TlcoreError",
+    "ValidationError",
     "__version__",
     "get_registry",
     "hookimpl",
@@ -68,6 +72,7 @@ __all__ = [
     "open_lazy",
     "reset_registry",
     "time_axis",
+    "validate_manifest",
 ]
 
 
