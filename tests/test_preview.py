@@ -42,3 +42,27 @@ def test_preview_draws_what_training_draws(
     again = RandomTimelapseDatamodule(manifest, samples_per_epoch=5, **kwargs).dataset("train")
     for position in range(5):
         assert dataset[(0, position)]["T"] == again[(0, position)]["T"]
+
+
+def test_preview_command_with_arguments_and_with_a_config(
+    synthetic_store: Callable[..., Path], tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    store = synthetic_store("c.ome.zarr", shape=(4, 1, 16, 80, 80), chunks=(1, 1, 8, 40, 40))
+    manifest = tmp_path / "m.csv"
+    pd.DataFrame({"path": [store.name], "split": ["train"]}).to_csv(manifest, index=False)
+    config = Path(__file__).resolve().parents[1] / "configs" / "data" / "denoise_3d.yaml"
+    for extra in (["--patch-shape", "8", "32", "32"], ["--config", str(config)]):
+        out = tmp_path / f"preview{len(extra)}.png"
+        result = subprocess.run(
+            [sys.executable, "-m", "tlcore.cli", "preview", str(manifest), "--out", str(out),
+             "-n", "4", *extra],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert f"wrote {out}" in result.stdout
+        assert Image.open(out).size == (2 * TILE, 2 * (TILE + LABEL))

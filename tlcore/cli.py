@@ -1,4 +1,5 @@
-"""The ``tlcore`` command: ``plugins``, ``info``, ``validate``, ``demo`` and ``new-plugin``.
+"""The ``tlcore`` command: ``plugins``, ``info``, ``validate``, ``preview``, ``demo``,
+``new-plugin`` and ``bench``.
 
 Only the standard library and the registry are imported up front; ``info`` imports dask through
 the reader it uses, ``demo`` imports torch and MONAI. ``--debug`` (or ``TLCORE_DEBUG=1``) shows
@@ -120,6 +121,32 @@ def _validate(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _preview(args: argparse.Namespace) -> int:
+    from tlcore.preview import preview
+
+    kwargs: dict[str, Any] = {}
+    if args.config:
+        import hydra.utils
+        from omegaconf import OmegaConf
+
+        config = OmegaConf.load(args.config)
+        config.path = args.manifest
+        config.num_workers = 0
+        kwargs["datamodule"] = hydra.utils.instantiate(config)
+    else:
+        kwargs.update(
+            split_column=None if args.split_column == "" else args.split_column,
+            num_timepoints=args.num_timepoints,
+            timepoint_sampling=args.timepoint_sampling,
+            spatial_dims=args.spatial_dims,
+            patch_shape=args.patch_shape,
+            seed=args.seed,
+        )
+    out = preview(args.manifest, args.out, n=args.n, split=args.split, epoch=args.epoch, **kwargs)
+    print(f"wrote {out}")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from tlcore.demo import run_demo
 
@@ -202,6 +229,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=8, help="files opened at once")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(func=_validate)
+
+    p = sub.add_parser(
+        "preview",
+        help="a PNG montage of the crops training would draw (max over Z), to check first",
+        description=(
+            "Draw the first N samples of an epoch exactly as the datamodule would (same seed, "
+            "sampling and transforms) and save them as a labelled montage. Example: "
+            "tlcore preview manifest.csv --out preview.png --patch-shape 16 128 128"
+        ),
+        parents=[common],
+    )
+    p.add_argument("manifest", help="manifest CSV/TSV/Parquet path or URL")
+    p.add_argument("--out", default="preview.png", help="the PNG to write")
+    p.add_argument("-n", type=int, default=16, help="number of samples (tiles)")
+    p.add_argument("--split", default="train", choices=("train", "val", "test"))
+    p.add_argument("--epoch", type=int, default=0)
+    p.add_argument("--config", default=None, help="a datamodule YAML (Hydra): its transforms")
+    p.add_argument("--split-column", default="split", help="'' puts every row in train")
+    p.add_argument("--num-timepoints", type=int, default=1)
+    p.add_argument("--timepoint-sampling", default="random",
+                   choices=("random", "sequential", "uniform"))  # fmt: skip
+    p.add_argument("--spatial-dims", type=int, default=3, choices=(2, 3))
+    p.add_argument("--patch-shape", type=int, nargs="+", default=None, metavar="N")
+    p.add_argument("--seed", type=int, default=42)
+    p.set_defaults(func=_preview)
 
     p = sub.add_parser(
         "demo", help="write a synthetic timelapse and read random crops lazily", parents=[common]

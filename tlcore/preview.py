@@ -76,20 +76,24 @@ def preview(
     split: str = "train",
     epoch: int = 0,
     key: str = "raw",
+    datamodule: Any = None,
     **datamodule_kwargs: Any,
 ) -> Path:
     """Draw the first ``n`` samples of ``epoch`` of ``split`` exactly as the datamodule would
     (same seed, sampling, transforms) and write them as a labelled montage to ``out``.
 
     ``datamodule_kwargs`` are :class:`tlcore.RandomTimelapseDatamodule`'s (``patch_shape``,
-    ``num_timepoints``, ``seed``, ``transforms``...).
+    ``num_timepoints``, ``seed``, ``transforms``...); or pass a built ``datamodule`` (from a
+    config), whose manifest is then used.
     """
     from tlcore.datamodule import RandomTimelapseDatamodule
 
-    # An epoch's first positions draw the same samples whatever its length (the row order
-    # extends permutation by permutation), so a longer epoch shows n tiles and changes nothing.
-    datamodule_kwargs.setdefault("samples_per_epoch", {split: n})
-    datamodule = RandomTimelapseDatamodule(manifest, **datamodule_kwargs)
+    if datamodule is None:
+        # An epoch's first positions draw the same samples whatever its length (the row order
+        # extends permutation by permutation), so a longer epoch shows n tiles, same draws.
+        datamodule_kwargs.setdefault("samples_per_epoch", {split: n})
+        datamodule_kwargs.setdefault("validate", False)  # preview shows; `validate` checks
+        datamodule = RandomTimelapseDatamodule(manifest, **datamodule_kwargs)
     dataset = datamodule.dataset(split)
     tiles, labels = [], []
     for position in range(min(n, len(dataset))):
