@@ -77,7 +77,10 @@ class RegionRead:
 
     def read(self) -> np.ndarray:
         """Read the region(s) through the reader (one ``ArrayReader`` call each) and select."""
-        parts = [self.reader[region] for region in self.regions]
+        from tlcore import decoders
+
+        handle = decoders.handle_for(self.reader)  # None: the reader's own (the default)
+        parts = [self.reader.read(region, handle) for region in self.regions]
         out = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=self.axis)
         if any(p != slice(None) for p in self.post):
             out = out[self.post]
@@ -94,40 +97,44 @@ class _NotARegion(Exception):
 
 class _Positions:
     """Stands in for a base chunk while the graph's indexing tasks are replayed: each axis of
-    the base array is a fixed integer or the array of base positions still selected. Indexing
-    it composes the selections exactly as numpy would index the pixels."""
+    the base array is a fixed integer or the base positions still selected (a ``range``, or a
+    tuple after a channel list). Indexing it composes the selections exactly as numpy would
+    index the pixels; ranges keep that O(1) per step, whatever the crop size."""
 
-    def __init__(self, axes: list[int | np.ndarray]) -> None:
+    class _Flags:
+        owndata = True  # dask's chunk.getitem asks before it copies a view
+
+    flags = _Flags()
+
+    def __init__(self, axes: list[int | range | tuple[int, ...]]) -> None:
         self.axes = axes
-
-    @property
-    def ndim(self) -> int:
-        return sum(1 for a in self.axes if not isinstance(a, int))
+        self.ndim = sum(1 for a in axes if not isinstance(a, int))
 
     @property
     def shape(self) -> tuple[int, ...]:
         return tuple(len(a) for a in self.axes if not isinstance(a, int))
 
     def __getitem__(self, index: Any) -> _Positions:
+        ndim = self.ndim
         if not isinstance(index, tuple):
             index = (index,)
         if any(i is Ellipsis for i in index):
             at = next(n for n, i in enumerate(index) if i is Ellipsis)
-            fill = (slice(None),) * (self.ndim - len(index) + 1)
+            fill = (slice(None),) * (ndim - len(index) + 1)
             index = index[:at] + fill + index[at + 1 :]
-        index = index + (slice(None),) * (self.ndim - len(index))
-        if len(index) != self.ndim:
+        index = index + (slice(None),) * (ndim - len(index))
+        if len(index) != ndim:
             raise _NotARegion
         fancy = 0
         keys = iter(index)
-        axes: list[int | np.ndarray] = []
+        axes: list[int | range | tuple[int, ...]] = []
         for axis in self.axes:
             if isinstance(axis, int):
                 axes.append(axis)
                 continue
             key = next(keys)
-            if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
-                axes.append(int(axis[int(key)]))  # numpy's bounds check and negative indices
+            if isinstance(key, (int, np.integer)) and not isinstance(key, (bool, np.bool_)):
+                axes.append(int(axis[int(key)]))  # IndexError out of bounds, like numpy
             elif isinstance(key, slice):
                 axes.append(axis[key])
             elif isinstance(key, (list, np.ndarray)):
@@ -136,7 +143,7 @@ class _Positions:
                 if selected.ndim != 1 or selected.dtype.kind not in "iu" or fancy:
                     raise _NotARegion
                 fancy += 1
-                axes.append(axis[selected])
+                axes.append(tuple(int(axis[int(i)]) for i in selected))
             else:  # None (new axis), booleans, anything unknown
                 raise _NotARegion
         return _Positions(axes)
@@ -202,7 +209,7 @@ class _Replay:
             return self.memo[key]
         if isinstance(key, tuple) and key[0] == self.base:
             box = self.slices[tuple(key[1:])]
-            out: Any = _Positions([np.arange(s.start, s.stop) for s in box])
+            out: Any = _Positions([range(s.start, s.stop) for s in box])
         else:
             mapping = getattr(self._layer_of(key), "mapping", None)
             if mapping is None or key not in mapping:
@@ -256,7 +263,7 @@ def _plan(value: Any) -> RegionRead:
     chunks: Sequence[tuple[int, ...]] = value.chunks
     kinds: list[bool] | None = None  # per base axis: True when fixed to one integer
     fixed: list[int | None] = []
-    pieces: list[dict[int, np.ndarray]] = [{} for _ in chunks]
+    pieces: list[dict[int, range | tuple[int, ...]]] = [{} for _ in chunks]
     for block in itertools.product(*(range(len(c)) for c in chunks)):
         positions = replay.value((value.name, *block))
         if not isinstance(positions, _Positions) or len(positions.axes) != reader.ndim:
@@ -270,14 +277,13 @@ def _plan(value: Any) -> RegionRead:
         arrays = [a for a in positions.axes if not isinstance(a, int)]
         if len(arrays) != len(chunks):
             raise _NotARegion
-        for k, (b, selected) in enumerate(zip(block, arrays)):
-            if len(selected) != chunks[k][b]:
+        for k, (b, chosen) in enumerate(zip(block, arrays)):
+            if len(chosen) != chunks[k][b]:
                 raise _NotARegion
-            seen = pieces[k].setdefault(b, selected)
-            if seen is not selected and not np.array_equal(seen, selected):
+            if pieces[k].setdefault(b, chosen) != chosen:
                 raise _NotARegion  # not a product of per-axis selections
     assert kinds is not None
-    selections = iter([np.concatenate([p[b] for b in range(len(p))]) for p in pieces])
+    selections = iter([np.concatenate([np.asarray(p[b]) for b in range(len(p))]) for p in pieces])
     boxes: list[list[slice]] = []  # per base axis: the ranges to read (several: one split axis)
     post: list[int | slice] = []
     takes: list[tuple[int, np.ndarray]] = []
@@ -289,7 +295,7 @@ def _plan(value: Any) -> RegionRead:
             boxes.append([slice(at, at + 1)])
             post.append(0)
             continue
-        selected = next(selections)
+        selected: np.ndarray = next(selections)
         runs = _runs(selected, reader.chunks[axis])
         if len(runs) > 1:
             if split is not None:

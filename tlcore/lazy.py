@@ -115,8 +115,14 @@ class ArrayReader(abc.ABC):
         return self._handle
 
     def __getitem__(self, key: Any) -> np.ndarray:
+        return self.read(key)
+
+    def read(self, key: Any, handle: Any = None) -> np.ndarray:
+        """``self[key]``, optionally through another open ``handle`` of the same stored array
+        (an accelerated decoder's, see :mod:`tlcore.decoders`): the same checks, the same
+        :data:`read_stats` count."""
         region, post = _normalize_key(key, self.shape)
-        out = self._read(self.handle, region)
+        out = self._read(self.handle if handle is None else handle, region)
         expected = tuple(s.stop - s.start for s in region)
         if out.shape != expected:
             raise ValueError(
