@@ -43,3 +43,10 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# docs/performance.md from one run on this machine: throughput rows, plots, per-format rows.
+# Needs the `bench` extra (matplotlib); `fast` (tensorstore, zarrs) adds the decoder rows.
+.PHONY: bench-report
+bench-report: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python benchmarks/report.py
