@@ -1,4 +1,7 @@
-"""Cloud paths: an OME-Zarr store on a real S3-protocol server (moto, loopback)."""
+"""Cloud paths: an OME-Zarr store on a real S3-protocol server (moto, loopback).
+
+The rest of the cloud behaviour (local copies, manifests, workers, faults) is in
+test_cloud_remote.py."""
 
 from __future__ import annotations
 
@@ -65,12 +68,28 @@ def test_missing_remote_store_is_a_clear_error(s3_server: dict[str, Any], s3_sto
     assert missing in str(info.value) and "not a zarr store" in str(info.value)
 
 
-def test_a_local_only_reader_says_so_for_a_remote_file(s3_server: dict[str, Any]) -> None:
+def test_a_local_only_reader_gets_a_local_copy_of_a_remote_file(
+    s3_server: dict[str, Any], testdata: Path, tmp_path: Path
+) -> None:
     pytest.importorskip("tlcore_nd2", reason="the tlcore-nd2 plugin is not installed")
-    url = "s3://some-bucket/movie.nd2"
-    with pytest.raises(tlcore.NoReaderError) as info:
-        tlcore.open_lazy(url, storage_options=s3_server)
-    message = str(info.value)
-    assert url in message
-    assert "read local files only: nd2 (copy the file to a local disk first)" in message
-    assert "pip install" not in message  # the reader is installed: no misleading hint
+    import boto3
+
+    local = testdata / "nd2" / "example-timelapse.nd2"
+    boto3.client(
+        "s3",
+        endpoint_url=s3_server["endpoint_url"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    ).create_bucket(Bucket="bucket-local-only")
+    import s3fs
+
+    s3fs.S3FileSystem(**s3_server).put_file(str(local), "bucket-local-only/movie.nd2")
+    url = "s3://bucket-local-only/movie.nd2"
+    options = {**s3_server, "tlcore_cache_dir": str(tmp_path / "cache")}
+    image = tlcore.open_lazy(url, storage_options=options)
+    assert image.reader == "nd2" and image.uri == url  # the image keeps its remote name
+    expected = tlcore.open_lazy(local).data[5:7].compute()
+    assert np.array_equal(image.data[5:7].compute(), expected)
+    copies = [p for p in (tmp_path / "cache").rglob("movie.nd2")]
+    assert len(copies) == 1 and copies[0].stat().st_size == local.stat().st_size

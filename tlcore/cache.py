@@ -3,13 +3,15 @@
 Datasets and loaders share it, so a file's metadata is read once per process however many
 manifest rows name it (the rows keep their own time ranges: only the opened image is shared).
 The cache is emptied in a forked child, so a DataLoader worker opens its own files instead of
-inheriting the parent's handles (file positions and native library state are not fork-safe).
+inheriting the parent's handles (file positions and native library state are not fork-safe), and
+fsspec's shared event loop is reset there, so remote reads start a loop of their own.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -62,4 +64,15 @@ def clear() -> None:
     _images.clear()
 
 
-os.register_at_fork(after_in_child=clear)
+def _after_fork() -> None:
+    """In a forked child: forget the parent's images, and reset fsspec's event-loop state when
+    fsspec is loaded (the loop thread of an S3/GCS/HTTP filesystem does not survive a fork; a
+    child that reused it would hang). fsspec resets its loop itself, not its lock: both here."""
+    clear()
+    asyn = sys.modules.get("fsspec.asyn")
+    if asyn is not None:
+        asyn.reset_lock()
+        asyn.reset_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork)

@@ -16,6 +16,10 @@ Choosing a reader for a source is deterministic:
    matching extension, then name.
 
 Once chosen, every call for that source goes to the same plugin.
+
+A remote source (``s3://``, ``gs://``...) whose reader reads local files only
+(``ReaderInfo.remote=False``: ND2, CZI, LIF) is fetched once into tlcore's local cache
+(:mod:`tlcore.remote`) and the reader is handed the copy; the image keeps the remote URL.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import pluggy
 
 from tlcore import hookspecs
 from tlcore.errors import NoReaderError, PluginLoadWarning, ReaderError, TlcoreError
-from tlcore.source import Source
+from tlcore.source import OPTION_PREFIXES, Source
 from tlcore.types import ReaderInfo
 
 ENTRY_POINT_GROUP = "tlcore.readers"
@@ -161,6 +165,8 @@ class Registry:
         except Exception:
             self._pm.unregister(name=name)
             raise
+        # Its "name_*" storage options are its own, never passed to fsspec.
+        OPTION_PREFIXES.add(infos[0].name.replace("-", "_"))
         return infos[0]
 
     def register(self, plugin: Any, name: str | None = None) -> ReaderInfo:
@@ -221,6 +227,7 @@ class Registry:
         self._ensure_discovered()
         if not self._pm.has_plugin(name):
             raise self._unknown_reader(name)
+        source = self._for_reader(name, source)
         try:
             return self._caller(hook, name)(source=source, **kwargs)
         except (FileNotFoundError, PermissionError):
@@ -233,6 +240,18 @@ class Registry:
                 f"reader {name!r} failed on {source.uri}{' (' + where + ')' if where else ''}"
                 f" in {hook}: {type(exc).__name__}: {exc}"
             ) from exc
+
+    def _for_reader(self, name: str, source: Source) -> Source:
+        """The source as reader ``name`` sees it: a local-only reader (``remote=False``) gets
+        the cached local copy of a remote file (:mod:`tlcore.remote`), fetched on first use."""
+        if source.is_local:
+            return source
+        record = self._records.get(name)
+        if record is None or record.info is None or record.info.remote:
+            return source
+        from tlcore import remote
+
+        return remote.local_source(source)
 
     # -- selection ---------------------------------------------------------------------------
     def _user_order(self) -> list[str]:
@@ -264,21 +283,23 @@ class Registry:
     def _choose(self, source: Source) -> str:
         loaded = self.loaded()
         by_ext: list[tuple[PluginRecord, int]] = []
-        local_only: list[str] = []
         for rec in loaded:
             assert rec.info is not None
             n = rec.info.match_length(source.name)
-            if n is not None and (source.is_local or rec.info.remote):
+            if n is not None:
                 by_ext.append((rec, n))
-            elif n is not None and n > 0:
-                local_only.append(rec.name)
         sniffing = not any(n > 0 for _, n in by_ext)
+        # Sniffing content is not worth a download: local-only readers then see the remote
+        # source as it is (and refuse it). Matched by extension, they see the local copy.
         candidates = by_ext if not sniffing else [(r, 0) for r in loaded]
         accepted: list[tuple[PluginRecord, int]] = []
         refusals: list[Refusal] = []
         for rec, n in candidates:
+            # A failed download (missing object, no credentials, endpoint down) is the
+            # answer, not one reader's refusal: it propagates.
+            seen = source if sniffing else self._for_reader(rec.name, source)
             try:
-                verdict = self._caller("can_open", rec.name)(source=source)
+                verdict = self._caller("can_open", rec.name)(source=seen)
             except Exception as exc:
                 refusals.append(Refusal(rec.name, f"can_open raised {type(exc).__name__}: {exc}"))
                 continue
@@ -290,7 +311,7 @@ class Registry:
             else:
                 refusals.append(Refusal(rec.name, str(verdict)))
         if not accepted:
-            raise NoReaderError(self._no_reader_message(source, by_ext, refusals, local_only))
+            raise NoReaderError(self._no_reader_message(source, by_ext, refusals))
         order = self._user_order()
 
         def rank(item: tuple[PluginRecord, int]) -> tuple[int, int, int, str]:
@@ -326,7 +347,6 @@ class Registry:
         source: Source,
         by_ext: Iterable[tuple[PluginRecord, int]],
         refusals: Sequence[Refusal],
-        local_only: Sequence[str] = (),
     ) -> str:
         matched = [rec.name for rec, n in by_ext if n > 0]
         lines = [f"no installed tlcore reader can open {source.uri}"]
@@ -334,21 +354,16 @@ class Registry:
         lines.extend(self._installed_summary())
         if matched:
             lines.append(f"readers matching the extension: {', '.join(matched)}")
-        elif local_only:
-            lines.append(
-                f"readers that claim the extension but read local files only: "
-                f"{', '.join(local_only)} (copy the file to a local disk first)"
-            )
         else:
             lines.append(f"no installed reader claims the extension of {source.name!r}")
         if refusals:
             lines.append("why each reader refused:")
             lines.extend(f"  {r.reader}: {r.reason}" for r in refusals)
-        hints = [] if local_only else self._hints(source.name)
+        hints = self._hints(source.name)
         if hints:
             lines.append("a reader for this extension exists but is not installed:")
             lines.extend(hints)
-        elif not matched and not local_only:
+        elif not matched:
             lines.append("check the path, or pass reader='NAME' to force one")
         return "\n".join(lines)
 

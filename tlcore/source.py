@@ -18,6 +18,56 @@ if TYPE_CHECKING:
 
 LOCAL_PROTOCOLS = frozenset({"", "file", "local"})
 
+#: Prefixes of storage-option keys that configure a reader or tlcore itself, not fsspec:
+#: ``czi_tiles``, ``lif_mosaic``, ``tiff_dims``, ``tlcore_cache_dir``... The registry adds the
+#: name of every reader it loads (``-`` read as ``_``), so a new plugin's ``name_*`` options are
+#: kept away from fsspec too.
+OPTION_PREFIXES: set[str] = {"tlcore", "czi", "lif", "tiff", "nd2", "ome_zarr", "ome_tiff"}
+
+#: Timeouts and retries for S3 unless the user sets them: no remote read waits forever.
+S3_CONFIG_DEFAULTS: dict[str, Any] = {
+    "connect_timeout": 10,
+    "read_timeout": 60,
+    "retries": {"max_attempts": 5, "mode": "standard"},
+}
+
+#: Storage-option keys whose values are never shown (errors, logs, repr).
+_SECRET_WORDS = ("secret", "token", "password", "key", "credential", "sas", "connection_string")
+
+
+def is_reader_option(key: str) -> bool:
+    """Whether ``key`` is a reader's (or tlcore's) option rather than an fsspec one."""
+    prefix, sep, _ = str(key).partition("_")
+    if not sep:
+        return False
+    if prefix in OPTION_PREFIXES:
+        return True
+    # two-word reader names: "ome_zarr_level" -> "ome_zarr"
+    return "_".join(str(key).split("_")[:2]) in OPTION_PREFIXES
+
+
+def redact(options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` with every credential-like value replaced by ``"***"``, for messages."""
+    out: dict[str, Any] = {}
+    for k, v in options.items():
+        if isinstance(v, Mapping):
+            out[k] = redact(v)
+        elif any(w in str(k).lower() for w in _SECRET_WORDS) and v not in (None, False, ""):
+            out[k] = "***"
+        else:
+            out[k] = v
+    return out
+
+
+def _with_defaults(protocol: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Add tlcore's timeouts to S3 options that do not set their own."""
+    if protocol not in ("s3", "s3a"):
+        return options
+    config = dict(options.get("config_kwargs") or {})
+    for k, v in S3_CONFIG_DEFAULTS.items():
+        config.setdefault(k, v)
+    return {**options, "config_kwargs": config}
+
 
 def _split_protocol(uri: str) -> tuple[str, str]:
     if "://" in uri:
@@ -36,7 +86,11 @@ class Source:
         uri: an absolute local path (``/data/a.nd2``) or a URL (``s3://bucket/a.ome.zarr``),
             without a trailing slash.
         protocol: ``"file"`` for local paths, else the URL scheme (``"s3"``, ``"gs"``...).
-        storage_options: keyword arguments for the fsspec filesystem (credentials, endpoint).
+        storage_options: keyword arguments for the fsspec filesystem (credentials, endpoint),
+            plus reader options (keys prefixed with a reader's name: ``czi_tiles``,
+            ``tiff_dims``; see :func:`is_reader_option`). :meth:`fsspec_options` and
+            :meth:`reader_options` separate the two. S3 sources get tlcore's default
+            timeouts (:data:`S3_CONFIG_DEFAULTS`) in ``config_kwargs`` where the user set none.
     """
 
     uri: str
@@ -48,7 +102,8 @@ class Source:
         """Build a Source from a str, a ``pathlib.Path``, a ``upath.UPath`` or a Source."""
         if isinstance(location, Source):
             if storage_options:
-                return cls(location.uri, location.protocol, dict(storage_options))
+                options = _with_defaults(location.protocol, dict(storage_options))
+                return cls(location.uri, location.protocol, options)
             return location
         options = dict(storage_options or {})
         # A UPath carries its own protocol and storage options.
@@ -56,7 +111,8 @@ class Source:
         if isinstance(upath_protocol, str) and hasattr(location, "storage_options"):
             if upath_protocol not in LOCAL_PROTOCOLS:
                 merged = {**dict(location.storage_options), **options}
-                return cls(str(location).rstrip("/"), upath_protocol, merged)
+                uri = str(location).rstrip("/")
+                return cls(uri, upath_protocol, _with_defaults(upath_protocol, merged))
             location = location.path
         if isinstance(location, os.PathLike):
             location = os.fspath(location)
@@ -70,7 +126,8 @@ class Source:
         if protocol in LOCAL_PROTOCOLS:
             path = os.path.abspath(os.path.expanduser(rest))
             return cls(path, "file", options)
-        return cls(f"{protocol}://{rest.rstrip('/')}", protocol, options)
+        uri = f"{protocol}://{rest.rstrip('/')}"
+        return cls(uri, protocol, _with_defaults(protocol, options))
 
     # -- naming ------------------------------------------------------------------------------
     @property
@@ -96,6 +153,20 @@ class Source:
     def __str__(self) -> str:
         return self.uri
 
+    def __repr__(self) -> str:
+        # Credentials never reach a traceback or a log through a repr.
+        options = redact(self.storage_options)
+        return f"Source({self.uri!r}, protocol={self.protocol!r}, storage_options={options!r})"
+
+    # -- options -----------------------------------------------------------------------------
+    def fsspec_options(self) -> dict[str, Any]:
+        """The storage options meant for fsspec: every key but the readers' and tlcore's."""
+        return {k: v for k, v in self.storage_options.items() if not is_reader_option(k)}
+
+    def reader_options(self) -> dict[str, Any]:
+        """The readers' and tlcore's own options (``czi_tiles``, ``tlcore_cache_dir``...)."""
+        return {k: v for k, v in self.storage_options.items() if is_reader_option(k)}
+
     # -- access ------------------------------------------------------------------------------
     def local_path(self) -> Path:
         """The local path; raises ValueError for a remote source."""
@@ -112,7 +183,7 @@ class Source:
         """The fsspec filesystem for this source (imports fsspec on first use)."""
         import fsspec
 
-        return fsspec.filesystem(self.protocol, **dict(self.storage_options))
+        return fsspec.filesystem(self.protocol, **self.fsspec_options())
 
     def child(self, *parts: str) -> Source:
         """A source for a path inside this one (a file inside a zarr store, say)."""
@@ -134,4 +205,4 @@ class Source:
         """This source as a ``upath.UPath`` (imports universal-pathlib on first use)."""
         from upath import UPath
 
-        return UPath(self.uri, **dict(self.storage_options))
+        return UPath(self.uri, **self.fsspec_options())

@@ -54,7 +54,7 @@ def open_store(source: Source) -> Store:
     if source.is_local:
         return zarr.storage.LocalStore(source.uri, read_only=True)
     return zarr.storage.FsspecStore.from_url(
-        source.uri, storage_options=dict(source.storage_options), read_only=True
+        source.uri, storage_options=source.fsspec_options(), read_only=True
     )
 
 

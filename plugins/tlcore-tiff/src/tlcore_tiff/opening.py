@@ -17,7 +17,6 @@ from typing import Any
 import tifffile
 
 from tlcore import Source
-from tlcore_tiff.options import fsspec_options
 
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
@@ -25,7 +24,8 @@ TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 def fsspec_filesystem(source: Source) -> Any:
     import fsspec
 
-    return fsspec.filesystem(source.protocol, **fsspec_options(source.storage_options))
+    # tlcore separates reader options (tiff_dims, tlcore_cache_dir...) from fsspec ones.
+    return fsspec.filesystem(source.protocol, **source.fsspec_options())
 
 
 def read_header(source: Source, length: int = 8) -> bytes:
