@@ -424,3 +424,18 @@ def test_redact_hides_nested_credentials() -> None:
     shown = redact(options)
     assert SECRET not in repr(shown) and "AKIA" not in repr(shown)
     assert shown["endpoint_url"] == "http://x" and shown["client_kwargs"]["region_name"] == "eu"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="tlcore/transforms.py: LoadLazyd puts the merged storage options (credentials "
+    "included) in the sample's <key>_meta['reader_options']; it should keep only reader "
+    "options (tlcore.source.is_reader_option) or redact them",
+)
+def test_sample_metadata_carries_no_credentials(synthetic_store: Callable[..., Path]) -> None:
+    from tlcore.transforms import LoadLazyd
+
+    store = synthetic_store(shape=(2, 1, 1, 16, 16))
+    load = LoadLazyd(keys="raw", spatial_dims=2, storage_options={"secret": SECRET})
+    sample = load({"original_path": str(store), "T": 0})
+    assert SECRET not in repr(sample)
