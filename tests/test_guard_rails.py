@@ -62,7 +62,7 @@ def test_pixel_transform_before_compute_names_itself_and_the_fix(
         transform,
         ComputeDaskd(keys="raw"),
     ])  # fmt: skip
-    with pytest.raises(Exception) as info:  # noqa: PT011 - MONAI wraps it in RuntimeError
+    with pytest.raises(Exception) as info:
         pipeline({"original_path": str(store), "T": 0})
     text = _chain(info.value)
     name = type(transform).__name__
@@ -98,7 +98,7 @@ def test_user_transforms_and_other_keys_are_left_alone(store: Path) -> None:
 
 def test_load_imaged_is_guarded_too(store: Path) -> None:
     pipeline = Compose([LoadImaged(keys="raw"), RandFlipd(keys="raw"), ComputeDaskd(keys="raw")])
-    with pytest.raises(Exception) as info:  # noqa: PT011
+    with pytest.raises(Exception) as info:
         pipeline({"raw": str(store), "T": 0})
     assert "RandFlipd (step 1 of the pipeline)" in _chain(info.value)
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -57,7 +58,7 @@ def test_guide_pattern_reads_only_the_crop_and_records_monais_box(store: Path, f
     compute = ComputeDaskd(keys=["raw"], dtype="float16")
     flip = RandFlipd(keys=["raw"], prob=0.0)
     Compose([load, crop, compute, flip])  # the guards look for the loader in a pipeline
-    sample = {"original_path": str(store), "T": 3, "C": 0}  # a hand-written dict
+    sample: dict[Hashable, Any] = {"original_path": str(store), "T": 3, "C": 0}  # by hand
     file_opens.watch(store)
     loaded = load(sample)
     assert file_opens.chunk_files() == set()  # load: metadata only
@@ -205,18 +206,17 @@ def test_chunk_cache_decodes_a_shared_chunk_once(store: Path, file_opens) -> Non
     assert chunkcache.cache.nbytes <= chunkcache.cache.max_bytes
 
 
-def test_foreground_crops_land_on_the_sample(synthetic_store: Callable[..., Path],
-                                             file_opens) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
-    from tlcore.testing.synthetic import write_ome_zarr
-
+def test_foreground_crops_land_on_the_sample(  # type: ignore[no-untyped-def]
+    synthetic_store: Callable[..., Path], file_opens
+) -> None:
     path = synthetic_store(shape=(2, 1, 4, 128, 128), chunks=(1, 1, 4, 32, 32), n_levels=3)
     root = zarr.open_group(str(path), mode="r+")
     for name in ("0", "1", "2"):  # a dark image with one bright square, top-left, all levels
         f = 2 ** int(name)
         a = root[name]
+        assert isinstance(a, zarr.Array)
         a[...] = 0
         a[:, :, :, 8 // f : 40 // f, 8 // f : 40 // f] = 1000
-    del write_ome_zarr
     foreground.clear()
     fg = Foreground(threshold=500, min_size=32, floor=0.0)
     pipeline = Compose([

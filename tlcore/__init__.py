@@ -26,7 +26,15 @@ from tlcore.types import DIMS, Level, PixelSizes, ReaderInfo, TimeAxis
 if TYPE_CHECKING:
     from tlcore.datamodule import RandomTimelapseDatamodule
     from tlcore.dataset import TimelapseDataset
-    from tlcore.transforms import BioIOImageLoaderd, ComputeDaskd, LoadLazyd, RandLazyCropd
+    from tlcore.transforms import (
+        BioIOImageLoaderd,
+        ComputeDaskd,
+        Foreground,
+        LoadImaged,
+        LoadLazyd,
+        OmeZarrReader,
+        RandLazyCropd,
+    )
     from tlcore.validate import ValidationError, validate_manifest
 
 # Transforms, dataset and datamodule need MONAI, torch and Lightning: resolved on first
@@ -40,17 +48,23 @@ _LAZY = {
     "ComputeDaskd": "tlcore.transforms",
     "LoadLazyd": "tlcore.transforms",
     "RandLazyCropd": "tlcore.transforms",
+    "Foreground": "tlcore.transforms",
+    "LoadImaged": "tlcore.transforms",
+    "OmeZarrReader": "tlcore.transforms",
 }
 
 __all__ = [
     "DIMS",
     "BioIOImageLoaderd",
     "ComputeDaskd",
+    "Foreground",
     "LazyImage",
     "Level",
     "LevelNotFoundError",
+    "LoadImaged",
     "LoadLazyd",
     "NoReaderError",
+    "OmeZarrReader",
     "PixelSizes",
     "PluginLoadWarning",
     "RandLazyCropd",

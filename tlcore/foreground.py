@@ -26,6 +26,8 @@ __all__ = ["Foreground", "clear", "coarse_map", "draw_origin"]
 
 _lock = threading.Lock()
 _maps: OrderedDict[Hashable, tuple[np.ndarray, tuple[float, ...]]] = OrderedDict()
+# Cumulative weights per (map, window, floor): a later crop of the timepoint is one search.
+_cdfs: OrderedDict[Hashable, tuple[np.ndarray, np.ndarray, tuple[int, ...]]] = OrderedDict()
 max_maps = 64
 
 
@@ -41,6 +43,8 @@ class Foreground:
         min_size: the coarsest pyramid level used still has this many pixels along Y and X.
         stride: step of the strided read when the file has no coarser level.
         floor: weight added to every position (0: only crops touching foreground).
+        max_cells: the map is max-pooled to at most this many cells per axis, which bounds
+            the per-timepoint cost of the weights whatever the image size.
     """
 
     threshold: float | None = None
@@ -48,6 +52,7 @@ class Foreground:
     min_size: int = 64
     stride: int = 8
     floor: float = 0.01
+    max_cells: int = 128
 
     def __post_init__(self) -> None:
         if self.threshold is None and self.mask_key is None:
@@ -58,6 +63,7 @@ def clear() -> None:
     """Forget the coarse maps of this process."""
     with _lock:
         _maps.clear()
+        _cdfs.clear()
 
 
 def coarse_map(
@@ -82,7 +88,7 @@ def coarse_map(
             _maps.move_to_end(key)
             return found
     coarse = _read_coarse(fg, meta, full)
-    m = np.asarray((coarse > fg.threshold).any(axis=0))
+    m = _pool(np.asarray((coarse > fg.threshold).any(axis=0)), fg.max_cells)
     result = (m, tuple(f / c for f, c in zip(full, m.shape)))
     with _lock:
         _maps[key] = result
@@ -123,6 +129,18 @@ def _read_coarse(fg: Foreground, meta: dict[str, Any], full: tuple[int, ...]) ->
     return out if len(full) == 3 else np.asarray(out[:, 0])
 
 
+def _pool(m: np.ndarray, max_cells: int) -> np.ndarray:
+    """Block-max of a bool map so that no axis has more than ``max_cells`` cells."""
+    factors = [max(1, -(-n // max_cells)) for n in m.shape]
+    if all(f == 1 for f in factors):
+        return m
+    padded = np.pad(m, [(0, -n % f) for n, f in zip(m.shape, factors)])
+    shape: list[int] = []
+    for n, f in zip(padded.shape, factors):
+        shape += [n // f, f]
+    return np.asarray(padded.reshape(shape).max(axis=tuple(range(1, 2 * m.ndim, 2))))
+
+
 def draw_origin(
     rng: np.random.RandomState,
     fg_map: np.ndarray,
@@ -133,12 +151,22 @@ def draw_origin(
 ) -> tuple[int, ...]:
     """A crop origin (loaded-level pixels) drawn with weight = foreground fraction of the
     window at coarse scale + ``floor``."""
-    win = [max(1, round(r / s)) for r, s in zip(roi, scale)]
-    win = [min(w, n) for w, n in zip(win, fg_map.shape)]
-    counts = _window_sums(fg_map.astype(np.float64), win)
-    weights = counts / float(np.prod(win)) + floor
-    flat = weights.ravel() / weights.sum()
-    pick = np.unravel_index(int(rng.choice(flat.size, p=flat)), weights.shape)
+    win = tuple(min(max(1, round(r / s)), n) for r, s, n in zip(roi, scale, fg_map.shape))
+    key = (id(fg_map), win, floor)
+    with _lock:
+        found = _cdfs.get(key)
+    if found is None or found[0] is not fg_map:
+        counts = _window_sums(fg_map.astype(np.float64), win)
+        weights = counts / float(np.prod(win)) + floor
+        cdf = np.cumsum(weights.ravel())
+        found = (fg_map, cdf, weights.shape)
+        with _lock:
+            _cdfs[key] = found
+            while len(_cdfs) > max_maps:
+                _cdfs.popitem(last=False)
+    _, cdf, shape = found
+    flat_index = int(np.searchsorted(cdf, rng.uniform(0, cdf[-1]), side="right"))
+    pick = np.unravel_index(min(flat_index, cdf.size - 1), shape)
     origin = []
     for c, s, r, n in zip(pick, scale, roi, full):
         lo = int(c * s)
