@@ -122,6 +122,16 @@ def test_gcs_azure_and_http_paths_parse(url: str, protocol: str, name: str) -> N
     assert SECRET not in repr(source)
 
 
+@pytest.mark.parametrize(("url", "package"), [("gs://b/x.nd2", "gcsfs"), ("az://c/x.nd2", "adlfs")])
+def test_gcs_and_azure_name_the_package_they_need(url: str, package: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(package) is not None:
+        pytest.skip(f"{package} is installed")
+    with pytest.raises(ImportError, match=package):
+        Source.from_any(url, {"token": SECRET}).filesystem()
+
+
 def test_a_remote_local_only_file_is_cached_under_the_configured_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
