@@ -265,11 +265,6 @@ def _pipeline(storage_options: dict[str, Any], roi: tuple[int, int] = (32, 32)) 
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tlcore/dataset.py: default_transforms builds LoadLazyd without the dataset's "
-    "storage_options, so remote rows open without credentials/endpoint",
-)
 def test_the_default_pipeline_gets_the_storage_options(
     s3_server: dict[str, Any], bucket: str, synthetic_store: Callable[..., Path]
 ) -> None:
@@ -283,7 +278,7 @@ def test_the_default_pipeline_gets_the_storage_options(
         storage_options=s3_server,
     )
     dm.setup("fit")
-    assert tuple(dm.dataset("train")[0]["raw"].shape) == (1, 1, 16, 16)
+    assert tuple(dm.dataset("train")[0]["raw"].shape) == (1, 16, 16)  # C, Y, X
 
 
 def test_concurrent_processes_share_one_download(

@@ -67,6 +67,7 @@ def default_transforms(
     spatial_dims: int = 3,
     patch_shape: Sequence[int] | None = None,
     dtype: Any = "float32",
+    storage_options: Mapping[str, Any] | None = None,
 ) -> Callable[[dict[str, Any]], dict[str, Any]]:
     """The pipeline used when none is given: load lazily, crop to ``patch_shape`` (when given),
     compute only the crop."""
@@ -74,11 +75,26 @@ def default_transforms(
 
     from tlcore.transforms import ComputeDaskd, LoadLazyd, RandLazyCropd
 
-    steps: list[Any] = [LoadLazyd(keys=keys, spatial_dims=spatial_dims)]
+    load = LoadLazyd(keys=keys, spatial_dims=spatial_dims, storage_options=storage_options)
+    steps: list[Any] = [load]
     if patch_shape is not None:
         steps.append(RandLazyCropd(keys=keys, roi_size=tuple(patch_shape)))
     steps.append(ComputeDaskd(keys=keys, dtype=dtype))
     return Compose(steps)  # type: ignore[no-any-return]
+
+
+def _share_storage_options(transforms: Any, options: Mapping[str, Any]) -> None:
+    """Give the run's storage options (credentials, endpoint) to every tlcore loader in the
+    pipeline that was built without its own, so a config need not repeat them per loader."""
+    if not options:
+        return
+    from tlcore.transforms import LoadLazyd
+
+    for step in getattr(transforms, "transforms", [transforms]):
+        if isinstance(step, LoadLazyd) and not step.storage_options:
+            step.storage_options = dict(options)
+        elif hasattr(step, "transforms") and step is not transforms:
+            _share_storage_options(step, options)
 
 
 class TimelapseDataset(Dataset[dict[str, Any]]):
@@ -100,7 +116,8 @@ class TimelapseDataset(Dataset[dict[str, Any]]):
         spatial_dims, patch_shape: for the default pipeline.
         independent_crops: with several timepoints, run the pipeline once per timepoint (its
             own random crop and augmentation each) instead of one box for all.
-        storage_options: fsspec options for every path (credentials, ``endpoint_url``...).
+        storage_options: fsspec options for every path (credentials, ``endpoint_url``...);
+            also given to every ``LoadLazyd`` of ``transforms`` that has none of its own.
         on_error: ``"raise"``: a sample that cannot be made raises :class:`SampleError` naming
             the file, row, scene and timepoints. ``"skip"``: it is replaced by a redraw (another
             row and timepoints, drawn from ``(seed, split, epoch, position, attempt)``, so the
@@ -165,8 +182,13 @@ class TimelapseDataset(Dataset[dict[str, Any]]):
         self.transforms = (
             transforms
             if transforms is not None
-            else default_transforms(spatial_dims=spatial_dims, patch_shape=self.patch_shape)
+            else default_transforms(
+                spatial_dims=spatial_dims,
+                patch_shape=self.patch_shape,
+                storage_options=self.storage_options,
+            )
         )
+        _share_storage_options(self.transforms, self.storage_options)
         self.on_error = on_error
         self.max_redraws = int(max_redraws)
         self.drop_after = int(drop_after)
