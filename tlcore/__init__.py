@@ -26,6 +26,7 @@ from tlcore.types import DIMS, Level, PixelSizes, ReaderInfo, TimeAxis
 if TYPE_CHECKING:
     from tlcore.datamodule import RandomTimelapseDatamodule
     from tlcore.dataset import TimelapseDataset
+    from tlcore.remote import RemoteError
     from tlcore.transforms import (
         BioIOImageLoaderd,
         ComputeDaskd,
@@ -44,6 +45,7 @@ _LAZY = {
     "RandomTimelapseDatamodule": "tlcore.datamodule",
     "TimelapseDataset": "tlcore.dataset",
     "ValidationError": "tlcore.validate",
+    "RemoteError": "tlcore.remote",
     "validate_manifest": "tlcore.validate",
     "ComputeDaskd": "tlcore.transforms",
     "LoadLazyd": "tlcore.transforms",
@@ -70,6 +72,7 @@ __all__ = [
     "RandLazyCropd",
     "RandomTimelapseDatamodule",
     "ReaderError",
+    "RemoteError",
     "ReaderInfo",
     "Registry",
     "SceneNotFoundError",
