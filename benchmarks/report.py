@@ -31,7 +31,7 @@ def worker_sweep(base: Settings, counts: list[int]) -> list[dict[str, Any]]:
     """direct and tlcore crops per second at each worker count."""
     out = []
     for w in counts:
-        settings = replace(base, workers=w, rows=("direct", "tlcore"), one_process=False)
+        settings = replace(base, workers=w, rows=("direct", "tlcore"), one_process=False, repeat=1)
         out.extend(run(settings, _log)["rows"])
     return out
 
@@ -40,7 +40,7 @@ def memory_sweep(base: Settings, crops: list[tuple[int, int, int]]) -> list[dict
     """Peak memory of tlcore and the eager way at each crop size (same worker count)."""
     out = []
     for crop in crops:
-        settings = replace(base, crop=crop, rows=("tlcore", "eager"), one_process=False)
+        settings = replace(base, crop=crop, rows=("tlcore", "eager"), one_process=False, repeat=1)
         for row in run(settings, _log)["rows"]:
             out.append({**row, "crop": list(crop)})
     return out
@@ -111,12 +111,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--no-formats", action="store_true", help="skip the per-format rows")
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="rewrite performance.md from the last run's performance.json",
+    )
     args = parser.parse_args(argv)
-    base = Settings()
+    if args.render_only:
+        data = json.loads((args.out / "performance.json").read_text())
+        pictures = ["performance-workers.png", "performance-memory.png"]
+        (args.out / "performance.md").write_text(render(data, pictures))
+        return 0
+    base = Settings(repeat=2)
     if args.data_dir is not None:
         base = replace(base, data_dir=args.data_dir)
     if args.quick:
-        base = replace(base, shape=(32, 512, 512), timepoints=2, crops=60, eager_crops=4)
+        base = replace(base, shape=(32, 512, 512), timepoints=2, crops=60, eager_crops=4, repeat=1)
     started = time.time()
     main_run = run(base, _log)
     sweep_crops = max(40, base.crops // 2)

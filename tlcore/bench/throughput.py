@@ -14,10 +14,11 @@ Rows (each the same list of random crops unless it says otherwise):
 * ``aligned+cache``: chunk-aligned random crops through the decoded-chunk cache (different
   sampling, same crop size), when the lazy-loading pieces are installed.
 
-Crops per second are measured after the first batch of every worker has arrived (worker
-start-up is not a per-crop cost). Decoded MB/s and read amplification count the storage
-chunks each crop touches (the whole timepoint for ``eager``); peak memory is the process
-tree's (:class:`tlcore.memory.TreeMemory`), workers included.
+Crops per second are measured after the first two batches per worker have arrived (worker
+start-up and the prefetched batches are no per-crop cost). Decoded MB/s and read
+amplification count the storage chunks each crop touches (the whole timepoint for
+``eager``); peak memory is the process tree's (:class:`tlcore.memory.TreeMemory`), workers
+included.
 """
 
 from __future__ import annotations
@@ -209,9 +210,11 @@ class DirectCrops:
             else:
                 import zarr
 
-                if self.backend == "zarrs":
-                    zarr.config.set({"codec_pipeline.path": "zarrs.ZarrsCodecPipeline"})
-                self._array = zarr.open_array(self.path, path="0", mode="r")
+                pipeline = {}
+                if self.backend == "zarrs":  # for this array only: zarr's default stays
+                    pipeline = {"codec_pipeline.path": "zarrs.ZarrsCodecPipeline"}
+                with zarr.config.set(pipeline):
+                    self._array = zarr.open_array(self.path, path="0", mode="r")
             self._pid = os.getpid()
         return self._array
 
@@ -294,7 +297,8 @@ def _measure(
         return touched_chunks(c[1:], settings.crop, settings.chunks) * chunk_bytes
 
     with TreeMemory() as memory:
-        seconds, n = _timed(iter(loader()), len(crops), max(1, workers))
+        # Skip each worker's first batch and the prefetched ones: start-up is no per-crop cost.
+        seconds, n = _timed(iter(loader()), len(crops), max(1, 2 * workers))
     mean_decoded = statistics.fmean(decoded(c) for c in crops)
     rate = n / seconds if seconds > 0 else float("nan")
     return Row(
@@ -440,20 +444,6 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> dict[str, Any
         add(_measure("eager", _direct_loader(path, few, settings, w, "eager", None), few,
                      settings, w, decoded_per_crop=lambda c: whole,
                      note=f"whole timepoint, then crop; first {len(few)} crops"))  # fmt: skip
-    if "decoders" in want:
-        for name in DECODERS:
-            if not _decoder_usable(name):
-                log(f"{name}: not installed, row skipped (pip install {name})")
-                continue
-            for backend_workers in counts:
-                method = "spawn"
-                add(_measure(name, _direct_loader(path, crops, settings, backend_workers, name,
-                                                  method), crops, settings, backend_workers,
-                             start_method=method, note="direct reads"))  # fmt: skip
-                with _env(TLCORE_DECODER=name):
-                    add(_measure(f"tlcore+{name}", _tlcore_loader(path, crops, settings,
-                                 backend_workers, method), crops, settings, backend_workers,
-                                 start_method=method, note=f"TLCORE_DECODER={name}"))  # fmt: skip
     if "chunks" in want:
         for n_chunks in settings.chunk_counts:
             rows.extend(_chunk_count_rows(settings, n_chunks, log))
@@ -461,6 +451,27 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> dict[str, Any
         aligned = _aligned_row(path, settings, log)
         if aligned is not None:
             add(aligned)
+    if "decoders" in want:
+        # Last, and only in spawned workers: neither library may run in this process before a
+        # fork (the rows above fork), so there is no one-process decoder row.
+        w = max(1, settings.workers)
+        for name in DECODERS:
+            if not _decoder_usable(name):
+                log(f"{name}: not installed, row skipped (pip install {name})")
+                continue
+            loaders = {
+                "direct-spawn": _direct_loader(path, crops, settings, w, "zarr", "spawn"),
+                name: _direct_loader(path, crops, settings, w, name, "spawn"),
+                f"tlcore+{name}": _tlcore_loader(path, crops, settings, w, "spawn"),
+            }
+            if name != DECODERS[0]:
+                del loaders["direct-spawn"]  # one spawned direct row is the baseline of both
+            for label, make in loaders.items():
+                ours = label.startswith("tlcore")
+                with _env(TLCORE_DECODER=name if ours else None):
+                    note = f"TLCORE_DECODER={name}" if ours else "direct reads"
+                    add(_measure(label, make, crops, settings, w, start_method="spawn",
+                                 note=note))  # fmt: skip
     return _summary(settings, path, rows)
 
 
