@@ -86,23 +86,23 @@ def plot(workers: list[dict[str, Any]], memory: list[dict[str, Any]], out: Path)
     return names
 
 
-def formats_rows() -> str:
-    """The per-format table printed by tests/benchmarks/test_formats.py (its own run)."""
+def pytest_printout(test_file: str, first_line: str) -> str:
+    """What a benchmark of tests/benchmarks prints, from the line starting ``first_line``."""
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-m", "benchmark", "-s", "-q", "-p", "no:cacheprovider",
-         "tests/benchmarks/test_formats.py"],
+         test_file],
         cwd=ROOT, capture_output=True, text=True, check=False,
     )  # fmt: skip
     lines = proc.stdout.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.startswith("per format")), None)
+    start = next((i for i, line in enumerate(lines) if first_line in line), None)
     if start is None:
-        return f"(the per-format benchmark did not run: exit {proc.returncode})"
+        return f"({test_file} did not run: exit {proc.returncode})"
     table = []
     for line in lines[start:]:
         if line.startswith(("=", ".", "PASSED", "FAILED")) or " passed" in line:
             break
         table.append(line)
-    return "\n".join(table)
+    return "\n".join(table).strip()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,10 +135,16 @@ def main(argv: list[str] | None = None) -> int:
         replace(base, crops=sweep_crops, eager_crops=4),
         [(16, 64, 64), (32, 128, 128), (64, 256, 256)],
     )
-    formats = "(skipped)" if args.no_formats else formats_rows()
+    formats = construction = "(skipped)"
+    if not args.no_formats:
+        formats = pytest_printout("tests/benchmarks/test_formats.py", "per format")
+        construction = pytest_printout(
+            "tests/benchmarks/test_dataset_construction.py", "dataset construction"
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     pictures = plot(workers, memory, args.out)
     data = {"main": main_run, "workers": workers, "memory": memory, "formats": formats,
+            "construction": construction,
             "minutes": round((time.time() - started) / 60, 1)}  # fmt: skip
     (args.out / "performance.json").write_text(json.dumps(data, indent=1, default=str))
     (args.out / "performance.md").write_text(render(data, pictures))
@@ -245,6 +251,14 @@ every worker, not pixels; the eager way adds whole timepoints per worker.
 
 ```
 {data["formats"]}
+```
+
+## Dataset construction (tests/benchmarks/test_dataset_construction.py)
+
+Goal: 10,000 files x 1,000 frames in under 1 s and 100 MB.
+
+```
+{data.get("construction", "(not run)")}
 ```
 """
 

@@ -283,7 +283,7 @@ def _plan(value: Any) -> RegionRead:
             if pieces[k].setdefault(b, chosen) != chosen:
                 raise _NotARegion  # not a product of per-axis selections
     assert kinds is not None
-    selections = iter([np.concatenate([np.asarray(p[b]) for b in range(len(p))]) for p in pieces])
+    selections = iter([_joined([p[b] for b in range(len(p))]) for p in pieces])
     boxes: list[list[slice]] = []  # per base axis: the ranges to read (several: one split axis)
     post: list[int | slice] = []
     takes: list[tuple[int, np.ndarray]] = []
@@ -295,7 +295,13 @@ def _plan(value: Any) -> RegionRead:
             boxes.append([slice(at, at + 1)])
             post.append(0)
             continue
-        selected: np.ndarray = next(selections)
+        joined = next(selections)
+        if isinstance(joined, range):  # the common case: a plain crop, one contiguous run
+            boxes.append([slice(joined.start, joined.stop)])
+            post.append(slice(None))
+            out_axis += 1
+            continue
+        selected: np.ndarray = joined
         runs = _runs(selected, reader.chunks[axis])
         if len(runs) > 1:
             if split is not None:
@@ -326,6 +332,15 @@ def _plan(value: Any) -> RegionRead:
         tuple(takes),
         tuple(int(n) for n in value.shape),
     )
+
+
+def _joined(pieces: list[range | tuple[int, ...]]) -> range | np.ndarray:
+    """One axis's selections, chunk after chunk: a step-1 range when they are consecutive
+    step-1 ranges (a crop), else the array of positions."""
+    ranges = [p for p in pieces if isinstance(p, range) and p.step == 1]
+    if len(ranges) == len(pieces) and all(a[-1] + 1 == b[0] for a, b in itertools.pairwise(ranges)):
+        return range(ranges[0][0], ranges[-1][-1] + 1)
+    return np.concatenate([np.asarray(p) for p in pieces])
 
 
 def _region(slices: Sequence[Any]) -> Region:
