@@ -431,12 +431,6 @@ def test_redact_hides_nested_credentials() -> None:
     assert shown["endpoint_url"] == "http://x" and shown["client_kwargs"]["region_name"] == "eu"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tlcore/transforms.py: LoadLazyd puts the merged storage options (credentials "
-    "included) in the sample's <key>_meta['reader_options']; it should keep only reader "
-    "options (tlcore.source.is_reader_option) or redact them",
-)
 def test_sample_metadata_carries_no_credentials(synthetic_store: Callable[..., Path]) -> None:
     from tlcore.transforms import LoadLazyd
 

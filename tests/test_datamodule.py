@@ -326,3 +326,16 @@ def test_per_row_reader_options_reach_the_reader(testdata: Path) -> None:
     by_row = {int(s["row"]): s for s in (stitched, tile)}
     assert by_row[0]["raw"].shape[-2:] == (624, 1756)  # stitched mosaic
     assert by_row[1]["raw"].shape[-2:] == (624, 924)  # one raw tile
+
+
+def test_several_crops_per_opened_timepoint(stores: list[Path]) -> None:
+    dm = _module(_frame(stores), crops_per_timepoint=3, samples_per_epoch={"train": 9},
+                 batch_size=3)  # fmt: skip
+    batches = list(dm.train_dataloader())
+    assert len(batches) == 3
+    for batch in batches:  # a batch is one (row, timepoint): three different crops of it
+        assert len(set(batch["row"].tolist())) == 1 and len(set(batch["T"].tolist())) == 1
+        boxes = {tuple(m["crop_start"]) for m in batch["raw_meta"]}
+        assert len(boxes) > 1
+    with pytest.raises(ValueError, match="crops_per_timepoint must be at least 1"):
+        _module(_frame(stores), crops_per_timepoint=0).dataset("train")

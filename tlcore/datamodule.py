@@ -80,6 +80,12 @@ class RandomTimelapseDatamodule(LightningDataModule):
             over ``storage_options`` for that file.
         patch_shape: the default pipeline's random crop (Z, Y, X or Y, X); None loads whole
             timepoints (small images only).
+        crops_per_timepoint: samples drawn from each opened (file, timepoints) before moving
+            on: files are shuffled, then ``k`` crops within one; make ``batch_size`` a multiple
+            of ``k`` so one worker decodes their shared chunks once (with ``chunk_cache``).
+        align_to_chunks: the default pipeline's crops start or end on the storage chunk grid
+            (fewer bytes decoded per crop).
+        chunk_cache: bytes of decoded storage chunks each process keeps (default pipeline).
         independent_crops: with several timepoints, crop (and augment) each on its own; by
             default one box applies to every timepoint of a sample.
         fold_time: fold the time axis into the batch axis.
@@ -121,6 +127,9 @@ class RandomTimelapseDatamodule(LightningDataModule):
         options_column: str = "options",
         patch_shape: Sequence[int] | None = None,
         independent_crops: bool = False,
+        crops_per_timepoint: int = 1,
+        align_to_chunks: bool = False,
+        chunk_cache: int | None = None,
         fold_time: bool = False,
         storage_options: Mapping[str, Any] | None = None,
         batch_size: int = 1,
@@ -158,6 +167,9 @@ class RandomTimelapseDatamodule(LightningDataModule):
         self.samples_per_epoch = samples_per_epoch
         self.patch_shape = patch_shape
         self.independent_crops = independent_crops
+        self.crops_per_timepoint = crops_per_timepoint
+        self.align_to_chunks = align_to_chunks
+        self.chunk_cache = chunk_cache
         self.fold_time = fold_time
         self.storage_options = dict(storage_options or {})
         self.loader_kwargs: dict[str, Any] = dict(
@@ -206,6 +218,9 @@ class RandomTimelapseDatamodule(LightningDataModule):
                 spatial_dims=self.spatial_dims,
                 patch_shape=self.patch_shape,
                 independent_crops=self.independent_crops,
+                crops_per_timepoint=self.crops_per_timepoint,
+                align_to_chunks=self.align_to_chunks,
+                chunk_cache=self.chunk_cache,
                 storage_options=self.storage_options,
                 on_error=self.on_error,
             )

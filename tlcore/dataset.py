@@ -68,17 +68,26 @@ def default_transforms(
     patch_shape: Sequence[int] | None = None,
     dtype: Any = "float32",
     storage_options: Mapping[str, Any] | None = None,
+    align_to_chunks: bool = False,
+    chunk_cache: int | None = None,
 ) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """The pipeline used when none is given: load lazily, crop to ``patch_shape`` (when given),
-    compute only the crop."""
+    """The pipeline used when none is given: load lazily, crop to ``patch_shape`` (when given;
+    on the storage chunk grid with ``align_to_chunks``), compute only the crop (through a
+    decoded-chunk cache of ``chunk_cache`` bytes when given)."""
     from monai.transforms import Compose
 
     from tlcore.transforms import ComputeDaskd, LoadLazyd, RandLazyCropd
 
-    load = LoadLazyd(keys=keys, spatial_dims=spatial_dims, storage_options=storage_options)
+    load = LoadLazyd(
+        keys=keys, spatial_dims=spatial_dims, storage_options=storage_options,
+        chunk_cache=chunk_cache,
+    )  # fmt: skip
     steps: list[Any] = [load]
     if patch_shape is not None:
-        steps.append(RandLazyCropd(keys=keys, roi_size=tuple(patch_shape)))
+        crop = RandLazyCropd(
+            keys=keys, roi_size=tuple(patch_shape), align_to_chunks=align_to_chunks
+        )
+        steps.append(crop)
     steps.append(ComputeDaskd(keys=keys, dtype=dtype))
     return Compose(steps)  # type: ignore[no-any-return]
 
@@ -114,6 +123,11 @@ class TimelapseDataset(Dataset[dict[str, Any]]):
             order and the same draws every epoch (validation and test are comparable across
             epochs).
         spatial_dims, patch_shape: for the default pipeline.
+        crops_per_timepoint: draw ``k`` samples (crops) from each drawn (row, timepoints):
+            positions ``k*g`` to ``k*g + k - 1`` share their row and timepoints and differ in
+            their transforms' randomness. With a batch size that is a multiple of ``k``, one
+            worker makes all of them, so a decoded-chunk cache (``chunk_cache``) pays off.
+        align_to_chunks, chunk_cache: for the default pipeline (see :func:`default_transforms`).
         independent_crops: with several timepoints, run the pipeline once per timepoint (its
             own random crop and augmentation each) instead of one box for all.
         storage_options: fsspec options for every path (credentials, ``endpoint_url``...);
@@ -151,6 +165,9 @@ class TimelapseDataset(Dataset[dict[str, Any]]):
         spatial_dims: int = 3,
         patch_shape: Sequence[int] | None = None,
         independent_crops: bool = False,
+        crops_per_timepoint: int = 1,
+        align_to_chunks: bool = False,
+        chunk_cache: int | None = None,
         storage_options: Mapping[str, Any] | None = None,
         on_error: str = "raise",
         max_redraws: int = 16,
@@ -178,6 +195,9 @@ class TimelapseDataset(Dataset[dict[str, Any]]):
         self.spatial_dims = spatial_dims
         self.patch_shape = None if patch_shape is None else tuple(int(n) for n in patch_shape)
         self.independent_crops = independent_crops
+        if int(crops_per_timepoint) < 1:
+            raise ValueError(f"crops_per_timepoint must be at least 1, got {crops_per_timepoint}")
+        self.crops_per_timepoint = int(crops_per_timepoint)
         self.storage_options = dict(storage_options or {})
         self.transforms = (
             transforms
@@ -186,6 +206,8 @@ class TimelapseDataset(Dataset[dict[str, Any]]):
                 spatial_dims=spatial_dims,
                 patch_shape=self.patch_shape,
                 storage_options=self.storage_options,
+                align_to_chunks=align_to_chunks,
+                chunk_cache=chunk_cache,
             )
         )
         _share_storage_options(self.transforms, self.storage_options)
@@ -217,12 +239,11 @@ class TimelapseDataset(Dataset[dict[str, Any]]):
         """The index into ``rows`` read at ``position`` of ``epoch`` (positions past the end,
         distributed padding, repeat the epoch's rows with fresh draws)."""
         epoch = epoch if self.shuffle else 0
+        groups = -(-len(self) // self.crops_per_timepoint)
         if self._order is None or self._order[0] != epoch:
-            order = epoch_rows(
-                len(self.rows), len(self), self.seed, self.split, epoch, self.shuffle
-            )
+            order = epoch_rows(len(self.rows), groups, self.seed, self.split, epoch, self.shuffle)
             self._order = (epoch, order)
-        return int(self._order[1][position % len(self)])
+        return int(self._order[1][(position // self.crops_per_timepoint) % groups])
 
     def time_range(self, index: int) -> TimeRange:
         """The row's timepoints, resolved against its file (opens the file's metadata once)."""
@@ -247,8 +268,12 @@ class TimelapseDataset(Dataset[dict[str, Any]]):
 
         ``attempt`` > 0 is the ``attempt``-th redraw of a failed sample (``on_error="skip"``):
         a row and timepoints drawn from ``(seed, split, epoch, position, attempt)``."""
-        rng = rng_for(self.seed, self.split, epoch if self.shuffle else 0, position, attempt)
+        epoch_key = epoch if self.shuffle else 0
+        # The k crops of one (row, timepoints) share this draw; each has its own transforms.
+        group = position // self.crops_per_timepoint
+        rng = rng_for(self.seed, self.split, epoch_key, group, attempt)
         index = self.row_at(epoch, position) if attempt == 0 else int(rng.integers(len(self.rows)))
+        transform_rng = rng_for(self.seed, self.split, epoch_key, position, 1_000_000 + attempt)
         row = self.rows[index]
         try:
             time_range = self.time_range(index)
@@ -269,7 +294,7 @@ class TimelapseDataset(Dataset[dict[str, Any]]):
             "reader_options": dict(row.options),
             "row": row.row,
             "split": self.split,
-            "_transform_seed": int(rng.integers(0, 2**31 - 1)),
+            "_transform_seed": int(transform_rng.integers(0, 2**31 - 1)),
             "_index": index,
         }
         sample.update(row.extras)
@@ -531,10 +556,14 @@ def worker_init(worker_id: int) -> None:
     """Set up a DataLoader worker: one torch thread, dask's synchronous scheduler, no file
     handles inherited from the parent, and global RNGs seeded per worker (for user code that
     uses them; tlcore's own draws do not)."""
+    import gc
     import random
 
     import dask
 
+    # The parent's objects stay untouched by this worker's collections, so its pages stay
+    # shared instead of being copied into every worker.
+    gc.freeze()
     torch.set_num_threads(1)
     dask.config.set(scheduler="synchronous")
     cache.clear()

@@ -34,6 +34,7 @@ from tlcore.guards import LazyPipelineError, check_pipeline, enclosing_pipeline
 from tlcore.images import LazyImage
 from tlcore.lazyarray import LazyArray, track
 from tlcore.manifest import parse_channels
+from tlcore.source import is_reader_option
 
 __all__ = [
     "BioIOImageLoaderd",
@@ -278,7 +279,11 @@ class LoadLazyd(MapTransform):
             "crop_size": tuple(int(n) for n in array.shape[1:]),
             "crop_full_shape": tuple(int(n) for n in array.shape[1:]),
             "downsampling": _downsampling(path, image, merged_options)[-self.spatial_dims :],
-            "reader_options": merged_options,
+            # Reader options only: the fsspec ones may hold credentials, and metadata reaches
+            # batches and logs.
+            "reader_options": {
+                k: v for k, v in (merged_options or {}).items() if is_reader_option(k)
+            },
         }  # fmt: skip
         array = track(array)
         for key in self.keys:  # the loader creates its keys: they need not exist yet
