@@ -8,7 +8,18 @@ import argparse
 import importlib
 import pkgutil
 
-__all__ = ["register"]
+__all__ = ["register", "zyx"]
+
+
+def zyx(text: str) -> tuple[int, int, int]:
+    """A ``Z,Y,X`` (or ``ZxYxX``) command-line value: ``"32,128,128"`` -> (32, 128, 128)."""
+    try:
+        parts = [int(p) for p in text.replace("x", ",").split(",")]
+    except ValueError:
+        parts = []
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError(f"expected Z,Y,X, got {text!r}")
+    return (parts[0], parts[1], parts[2])
 
 
 def register(

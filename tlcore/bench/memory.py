@@ -44,6 +44,8 @@ from typing import Any
 
 import numpy as np
 
+from tlcore.bench import zyx
+
 __all__ = ["Settings", "make_store", "register", "run"]
 
 
@@ -444,9 +446,9 @@ def register(
         parents=[common],
     )
     d = Settings()
-    p.add_argument("--shape", type=_triple, default=d.shape, help="Z,Y,X of each timepoint")
-    p.add_argument("--chunks", type=_triple, default=d.chunks, help="Z,Y,X storage chunks")
-    p.add_argument("--crop", type=_triple, default=d.crop, help="Z,Y,X of each crop")
+    p.add_argument("--shape", type=zyx, default=d.shape, help="Z,Y,X of each timepoint")
+    p.add_argument("--chunks", type=zyx, default=d.chunks, help="Z,Y,X storage chunks")
+    p.add_argument("--crop", type=zyx, default=d.crop, help="Z,Y,X of each crop")
     p.add_argument("--workers", type=int, default=d.workers)
     p.add_argument("--timepoints", type=int, default=d.timepoints)
     p.add_argument("--lazy-samples", type=int, default=d.lazy_samples)
@@ -456,13 +458,6 @@ def register(
     p.add_argument("--rows", default="lazy,lazy-aligned,eager", help="rows besides noop")
     p.add_argument("--json", action="store_true", help="print one JSON object at the end")
     p.set_defaults(func=_main)
-
-
-def _triple(text: str) -> tuple[int, int, int]:
-    parts = [int(v) for v in text.split(",")]
-    if len(parts) != 3:
-        raise argparse.ArgumentTypeError(f"expected Z,Y,X, got {text!r}")
-    return parts[0], parts[1], parts[2]
 
 
 def _main(args: argparse.Namespace) -> int:

@@ -40,6 +40,8 @@ from typing import Any
 
 import numpy as np
 
+from tlcore.bench import zyx
+
 __all__ = ["Row", "Settings", "make_dataset", "random_crops", "register", "run"]
 
 DECODERS = ("tensorstore", "zarrs")
@@ -639,11 +641,6 @@ def format_table(result: dict[str, Any]) -> str:
 
 
 # -- command line --------------------------------------------------------------------------------
-def _triple(text: str) -> tuple[int, int, int]:
-    parts = [int(p) for p in text.replace("x", ",").split(",")]
-    if len(parts) != 3:
-        raise argparse.ArgumentTypeError(f"expected Z,Y,X, got {text!r}")
-    return (parts[0], parts[1], parts[2])
 
 
 def register(
@@ -656,12 +653,12 @@ def register(
         parents=[common],
     )
     d = Settings()
-    p.add_argument("--crop", type=_triple, default=d.crop, help="Z,Y,X (default 32,128,128)")
+    p.add_argument("--crop", type=zyx, default=d.crop, help="Z,Y,X (default 32,128,128)")
     p.add_argument("--workers", type=int, default=d.workers, help="DataLoader workers")
     p.add_argument("--crops", type=int, default=d.crops, help="random crops per row")
     p.add_argument("--timepoints", type=int, default=d.timepoints)
-    p.add_argument("--shape", type=_triple, default=d.shape, help="Z,Y,X of each timepoint")
-    p.add_argument("--chunks", type=_triple, default=d.chunks, help="Z,Y,X storage chunks")
+    p.add_argument("--shape", type=zyx, default=d.shape, help="Z,Y,X of each timepoint")
+    p.add_argument("--chunks", type=zyx, default=d.chunks, help="Z,Y,X storage chunks")
     p.add_argument("--codec", choices=("zstd", "blosc"), default=d.codec)
     p.add_argument("--data-dir", type=Path, default=d.data_dir, help="where the data is kept")
     p.add_argument("--rows", default=",".join(d.rows), help="which rows, comma-separated")
