@@ -191,7 +191,20 @@ def build_parser() -> argparse.ArgumentParser:
     from tlcore import __version__
 
     parser = argparse.ArgumentParser(
-        prog="tlcore", description="Lazy microscopy timelapses for deep learning."
+        prog="tlcore",
+        description=(
+            "Train on microscopy timelapses (ND2, CZI, LIF, OME-TIFF, TIFF, OME-Zarr; local or "
+            "in the cloud) read lazily, in place. Before training: `tlcore validate` checks a "
+            "manifest and prints the cost, `tlcore preview` shows the crops training will draw."
+        ),
+        epilog=(
+            "examples:\n"
+            "  tlcore info movie.nd2\n"
+            "  tlcore validate manifest.csv --patch-shape 16 128 128\n"
+            "  tlcore preview manifest.csv --out preview.png --patch-shape 16 128 128\n"
+            "  tlcore bench memory --json"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"tlcore {__version__}")
     debug_help = "show tracebacks (plugin errors included); or set TLCORE_DEBUG=1"
@@ -202,12 +215,29 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("plugins", help="list the installed reader plugins", parents=[common])
+    p = sub.add_parser(
+        "plugins",
+        help="list the installed reader plugins",
+        description=(
+            "List the reader plugins found through the tlcore.readers entry points: name, "
+            "distribution, version, extensions and status (a plugin that failed to load is "
+            "listed with its error; --debug shows the traceback). Example: tlcore plugins --json"
+        ),
+        parents=[common],
+    )
     p.add_argument("--json", action="store_true", help="print one JSON list")
     p.set_defaults(func=_plugins)
 
     p = sub.add_parser(
-        "info", help="describe a file: reader, scenes, levels, time, pixels", parents=[common]
+        "info",
+        help="describe a file: reader, scenes, levels, time, pixels",
+        description=(
+            "Open a file's metadata (no pixels) and print the reader that opens it, its scenes, "
+            "the shape, dtype and chunks of every level, the time axis (timestamps in seconds "
+            "where recorded) and pixel sizes. Exits 2, naming the file and what to install or "
+            "fix, when nothing can open it. Example: tlcore info s3://bucket/movie.ome.zarr"
+        ),
+        parents=[common],
     )
     p.add_argument("path", help="local path or URL (s3://...)")
     p.add_argument("--reader", default=None, help="force a reader by name")
@@ -217,6 +247,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "validate",
         help="check every row of a manifest against its files, and estimate training costs",
+        description=(
+            "Check every row of a manifest against its file (it opens, the scene, channels, "
+            "level and time range exist, a first chunk decodes) and report every problem at "
+            "once with its row, column and fix; exit 1 if there is any. When all is well, print "
+            "what training costs per split. Example: "
+            "tlcore validate manifest.csv --patch-shape 16 128 128 --num-timepoints 3"
+        ),
         parents=[common],
     )
     p.add_argument("manifest", help="manifest CSV/TSV/Parquet path or URL")
@@ -256,7 +293,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_preview)
 
     p = sub.add_parser(
-        "demo", help="write a synthetic timelapse and read random crops lazily", parents=[common]
+        "demo",
+        help="write a synthetic timelapse, read random crops and train through the datamodule",
+        description=(
+            "Write a synthetic OME-Zarr timelapse, read random crops lazily and the eager way, "
+            "then train a small 3D network through RandomTimelapseDatamodule both ways; print "
+            "speed and memory side by side. What `make demo` runs. "
+            "Example: tlcore demo --out /tmp/d"
+        ),
+        parents=[common],
     )
     p.add_argument("--out", default="demo-output", help="folder for the synthetic data")
     p.add_argument("--crops", type=int, default=200, help="number of random crops to read")
@@ -267,6 +312,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "new-plugin",
         help="write a reader plugin distribution that passes the conformance kit as it is",
+        description=(
+            "Write tlcore-NAME/: a pyproject with the tlcore.readers entry point, a reader "
+            "built on ArrayReader (a folder of .npy files, one per timepoint, memory-mapped) and "
+            "a conformance test that passes as written; then replace the reading code. "
+            "Example: tlcore new-plugin my-format --dir plugins"
+        ),
         parents=[common],
     )
     p.add_argument("name", help="reader name: lower-case letters, digits, dashes (my-format)")
