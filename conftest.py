@@ -97,3 +97,21 @@ def s3_server() -> Iterator[dict[str, object]]:
         yield options
     finally:
         server.stop()
+
+
+@pytest.fixture
+def s3_new_bucket(s3_server: dict[str, Any], request: pytest.FixtureRequest) -> str:
+    """A new, empty bucket on the loopback S3 server, named after the test (its name)."""
+    import re
+
+    import boto3
+
+    name = "t-" + re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:50].strip("-")
+    boto3.client(
+        "s3",
+        endpoint_url=str(s3_server["endpoint_url"]),
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    ).create_bucket(Bucket=name)
+    return name

@@ -18,19 +18,11 @@ import tlcore
 
 @pytest.fixture
 def s3_store(
-    s3_server: dict[str, Any], synthetic_store: Callable[..., Path], request: pytest.FixtureRequest
+    s3_server: dict[str, Any], synthetic_store: Callable[..., Path], s3_new_bucket: str
 ) -> str:
-    import boto3
     import s3fs
 
-    bucket = f"bucket-{request.node.name.lower().replace('_', '-')[:40]}"
-    boto3.client(
-        "s3",
-        endpoint_url=s3_server["endpoint_url"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    ).create_bucket(Bucket=bucket)
+    bucket = s3_new_bucket
     fs = s3fs.S3FileSystem(**s3_server)
     local = synthetic_store(shape=(3, 2, 4, 64, 64), chunks=(1, 1, 2, 32, 32), n_levels=2)
     fs.put(str(local), f"{bucket}/data/movie.ome.zarr", recursive=True)
@@ -69,23 +61,14 @@ def test_missing_remote_store_is_a_clear_error(s3_server: dict[str, Any], s3_sto
 
 
 def test_a_local_only_reader_gets_a_local_copy_of_a_remote_file(
-    s3_server: dict[str, Any], testdata: Path, tmp_path: Path
+    s3_server: dict[str, Any], s3_new_bucket: str, testdata: Path, tmp_path: Path
 ) -> None:
     pytest.importorskip("tlcore_nd2", reason="the tlcore-nd2 plugin is not installed")
-    import boto3
-
-    local = testdata / "nd2" / "example-timelapse.nd2"
-    boto3.client(
-        "s3",
-        endpoint_url=s3_server["endpoint_url"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    ).create_bucket(Bucket="bucket-local-only")
     import s3fs
 
-    s3fs.S3FileSystem(**s3_server).put_file(str(local), "bucket-local-only/movie.nd2")
-    url = "s3://bucket-local-only/movie.nd2"
+    local = testdata / "nd2" / "example-timelapse.nd2"
+    s3fs.S3FileSystem(**s3_server).put_file(str(local), f"{s3_new_bucket}/movie.nd2")
+    url = f"s3://{s3_new_bucket}/movie.nd2"
     options = {**s3_server, "tlcore_cache_dir": str(tmp_path / "cache")}
     image = tlcore.open_lazy(url, storage_options=options)
     assert image.reader == "nd2" and image.uri == url  # the image keeps its remote name

@@ -30,25 +30,9 @@ FAST_FAIL = {
 }
 
 
-def _client(s3_server: dict[str, Any]) -> Any:
-    import boto3
-
-    return boto3.client(
-        "s3",
-        endpoint_url=s3_server["endpoint_url"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    )
-
-
 @pytest.fixture
-def bucket(s3_server: dict[str, Any], request: pytest.FixtureRequest) -> str:
-    import re
-
-    name = "r-" + re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:50].strip("-")
-    _client(s3_server).create_bucket(Bucket=name)
-    return name
+def bucket(s3_new_bucket: str) -> str:
+    return s3_new_bucket
 
 
 @pytest.fixture

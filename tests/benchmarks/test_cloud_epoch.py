@@ -59,20 +59,15 @@ def _epoch(path: str, options: dict[str, Any]) -> tuple[list[np.ndarray], float]
 
 
 def test_epoch_from_s3_against_local_disk(
-    s3_server: dict[str, Any], synthetic_store: Callable[..., Path], file_opens: Any
+    s3_server: dict[str, Any],
+    s3_new_bucket: str,
+    synthetic_store: Callable[..., Path],
+    file_opens: Any,
 ) -> None:
-    import boto3
     import s3fs
 
     store = synthetic_store(shape=SHAPE, chunks=CHUNKS)
-    boto3.client(
-        "s3",
-        endpoint_url=s3_server["endpoint_url"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    ).create_bucket(Bucket="bench-cloud-epoch")
-    s3fs.S3FileSystem(**s3_server).put(str(store), "bench-cloud-epoch/m.ome.zarr", recursive=True)
+    s3fs.S3FileSystem(**s3_server).put(str(store), f"{s3_new_bucket}/m.ome.zarr", recursive=True)
     proxy = CountingProxy(str(s3_server["endpoint_url"]))
     try:
         file_opens.watch(store)
@@ -81,7 +76,7 @@ def test_epoch_from_s3_against_local_disk(
         local_bytes = sum(Path(p).stat().st_size for p in chunk_files)
         file_opens.stop()
         before = proxy.bytes_down
-        remote, remote_s = _epoch("s3://bench-cloud-epoch/m.ome.zarr", proxy.options(s3_server))
+        remote, remote_s = _epoch(f"s3://{s3_new_bucket}/m.ome.zarr", proxy.options(s3_server))
         remote_bytes = proxy.bytes_down - before
     finally:
         proxy.stop()

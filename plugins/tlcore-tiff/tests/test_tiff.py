@@ -326,19 +326,10 @@ def test_cli_info_json_on_shared_tiffs(testdata: Path) -> None:
 
 # -- S3 ----------------------------------------------------------------------------------------
 @pytest.fixture
-def s3_bucket(s3_server: dict[str, Any], request: pytest.FixtureRequest) -> Any:
-    import boto3
+def s3_bucket(s3_server: dict[str, Any], s3_new_bucket: str) -> Any:
     import s3fs
 
-    bucket = f"tiff-{request.node.name.lower().replace('_', '-')[:40]}"
-    boto3.client(
-        "s3",
-        endpoint_url=s3_server["endpoint_url"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    ).create_bucket(Bucket=bucket)
-    return bucket, s3fs.S3FileSystem(**s3_server)
+    return s3_new_bucket, s3fs.S3FileSystem(**s3_server)
 
 
 def test_ome_pyramid_from_s3(
