@@ -112,7 +112,7 @@ def _validate(args: argparse.Namespace) -> int:
         spatial_dims=args.spatial_dims,
         batch_size=args.batch_size,
         max_workers=args.workers,
-        progress=not args.json and not args.no_progress and sys.stderr.isatty(),
+        progress=not args.json and not args.no_progress,  # drawn only on a terminal
     )
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
@@ -264,7 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spatial-dims", type=int, default=3, choices=(2, 3))
     p.add_argument("--batch-size", type=int, default=1, help="for the worker memory estimate")
     p.add_argument("--workers", type=int, default=8, help="files opened at once")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (drawn only on a terminal)"
+    )
     p.set_defaults(func=_validate)
 
     p = sub.add_parser(

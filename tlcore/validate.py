@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -455,14 +454,6 @@ def _duplicates(rows: Sequence[ManifestRow]) -> list[Problem]:
     return out
 
 
-def _stderr_bar(done: int, total: int) -> None:
-    width = 30
-    filled = width * done // max(total, 1)
-    end = "\n" if done >= total else ""
-    print(f"\rchecking {done}/{total} [{'#' * filled}{'.' * (width - filled)}]", end=end,
-          file=sys.stderr, flush=True)  # fmt: skip
-
-
 def validate_rows(
     rows: Mapping[str, Sequence[ManifestRow]],
     *,
@@ -478,7 +469,8 @@ def validate_rows(
     """Check coerced manifest rows (``{split: rows}``) against their files.
 
     Every distinct (file, scene, level, options) is opened once, ``max_workers`` at a time;
-    ``progress`` is True for a bar on stderr, or a callable ``(done, total)``. Returns a
+    ``progress`` is True for a bar on stderr (drawn only when stderr is a terminal, see
+    :mod:`tlcore.progress`), or a callable ``(done, total)``. Returns a
     :class:`Report` with every problem found and, when there are none, the cost per split.
     """
     report = Report()
@@ -498,8 +490,14 @@ def validate_rows(
         keys.setdefault(key, (row.path, row.scene, row.resolution, options))
         row_keys.append(key)
     report.files = len({k[0] for k in keys})
-    report_progress: Callable[[int, int], None] | None
-    report_progress = _stderr_bar if progress is True else (progress or None)
+    from tlcore.progress import Bar
+
+    bar = Bar("checking", len(keys)) if progress is True else None
+    report_progress: Callable[[int, int], None] | None = None
+    if bar is not None:
+        report_progress = bar
+    elif callable(progress):
+        report_progress = progress
     done = 0
     lock = threading.Lock()
 
@@ -512,8 +510,12 @@ def validate_rows(
                 report_progress(done, len(keys))
         return opened
 
-    with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(keys) or 1))) as pool:
-        results = dict(zip(keys, pool.map(task, keys.values())))
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(keys) or 1))) as pool:
+            results = dict(zip(keys, pool.map(task, keys.values())))
+    finally:
+        if bar is not None:
+            bar.close()
     facts: dict[str, list[_Facts]] = {}
     for row, key in zip(all_rows, row_keys):
         found, fact = _check_row(row, results[key], num_timepoints, patch, spatial_dims)
