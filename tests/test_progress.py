@@ -9,6 +9,8 @@ import select
 import subprocess
 import sys
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -120,3 +122,28 @@ def test_track_passes_items_through() -> None:
     stream = io.StringIO()
     assert list(track(iter([1, 2, 3]), "items", stream=stream)) == [1, 2, 3]
     assert stream.getvalue() == ""
+
+
+def test_a_cache_download_draws_a_bar_on_a_terminal(
+    s3_new_bucket: str,
+    s3_server: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import s3fs
+
+    from tlcore import remote
+    from tlcore.source import Source
+
+    payload = bytes(range(256)) * 64  # 16 KiB
+    s3fs.S3FileSystem(**s3_server).pipe_file(f"{s3_new_bucket}/movie.nd2", payload)
+    monkeypatch.delenv("TLCORE_PROGRESS", raising=False)
+    monkeypatch.setattr(remote, "PROGRESS_DELAY_S", 0.0)
+    monkeypatch.setattr(sys, "stderr", _Tty())
+    remote.clear_memo()
+    options = {**s3_server, "tlcore_cache_dir": str(tmp_path)}
+    path = remote.local_copy(Source.from_any(f"s3://{s3_new_bucket}/movie.nd2", options))
+    assert path.read_bytes() == payload
+    drawn = sys.stderr.getvalue()
+    assert "fetching movie.nd2 16.0 KiB/16.0 KiB" in drawn and drawn.endswith("\n")
+    remote.clear_memo()

@@ -99,6 +99,7 @@ class Bar:
         self._start = time.monotonic()
         self._last_draw = -1.0
         self._drawn = False
+        self._last_text = ""
         self._closed = False
         self._lock = threading.Lock()
 
@@ -137,7 +138,7 @@ class Bar:
                 return
             self._closed = True
             if self._enabled and (self._drawn or self._elapsed() >= self._delay):
-                self._draw(end="\n")
+                self._draw(end="\n", again=False)
 
     def __enter__(self) -> Bar:
         return self
@@ -182,16 +183,21 @@ class Bar:
             self._last_draw = now
             self._draw(end="")
 
-    def _draw(self, end: str) -> None:
+    def _draw(self, end: str, again: bool = True) -> None:
         stream = sys.stderr if self._stream is None else self._stream
+        text = self.render()
         try:
-            # \r back to the line's start, the text, then clear the rest of the line.
-            stream.write(f"\r{self.render()}\x1b[K{end}")
+            if not again and text == self._last_text:
+                stream.write(end)  # already on screen
+            else:
+                # \r back to the line's start, the text, then clear the rest of the line.
+                stream.write(f"\r{text}\x1b[K{end}")
             stream.flush()
         except (OSError, ValueError):  # a closed or broken terminal: never fail the work
             self._enabled = False
             return
         self._drawn = True
+        self._last_text = text
 
 
 def track(

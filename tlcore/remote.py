@@ -11,6 +11,8 @@ path. The contract:
   its size is checked against the remote size, and it is renamed into place (atomic).
 * A file changed remotely is fetched again: the cache key is the URL plus the object's version
   (ETag, else modification time) and size. Copies are made read-only.
+* A download that lasts over half a second shows a progress bar on stderr when stderr is a
+  terminal (:mod:`tlcore.progress`; ``TLCORE_PROGRESS=0`` turns it off).
 * Transient errors (dropped connections, 5xx, timeouts) are retried with exponential backoff
   (:func:`retry`); a missing file or a refused permission is not. Past the limit, a
   :class:`RemoteError` names the URL, never the credentials.
@@ -36,6 +38,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tlcore.errors import TlcoreError
+from tlcore.progress import Bar
 from tlcore.source import Source
 
 CACHE_ENV = "TLCORE_CACHE_DIR"
@@ -48,6 +51,8 @@ DEFAULT_ATTEMPTS = 4
 BACKOFF_S = 0.5
 #: Name of the log, in each cached file's folder, that gets one line per download.
 FETCH_LOG = "fetches.jsonl"
+#: Seconds a download lasts before its progress bar shows (on a terminal only).
+PROGRESS_DELAY_S = 0.5
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -240,7 +245,7 @@ def _download(fs: Any, source: Source, target: Path, size: Any, attempts: int) -
     started = time.perf_counter()
 
     def fetch() -> None:
-        fs.get_file(source.uri, str(partial))
+        _get_file(fs, source, partial, size)
         got = partial.stat().st_size
         if size is not None and got != int(size):
             raise ConnectionError(f"downloaded {got} of {size} bytes")
@@ -257,6 +262,22 @@ def _download(fs: Any, source: Source, target: Path, size: Any, attempts: int) -
     with open(target.parent / FETCH_LOG, "a", encoding="utf-8") as fh:
         fh.write(json.dumps(record) + "\n")
     log.info("fetched %s (%s bytes) into %s in %.1f s", source.uri, size, target, seconds)
+
+
+def _get_file(fs: Any, source: Source, partial: Path, size: Any) -> None:
+    """Download ``source`` to ``partial`` with a progress bar on stderr (a terminal only, and
+    only for a download that lasts over half a second)."""
+    from fsspec.callbacks import Callback
+
+    total = None if size is None else int(size)
+    with Bar(f"fetching {source.name}", total, unit="B", delay=PROGRESS_DELAY_S) as bar:
+
+        def hook(size: int | None, value: int, **_: Any) -> None:
+            if size:
+                bar.set_total(int(size))
+            bar.set(int(value))
+
+        fs.get_file(source.uri, str(partial), callback=Callback(hooks={"tlcore": hook}))
 
 
 def local_source(source: Source) -> Source:

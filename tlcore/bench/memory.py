@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from tlcore.bench import zyx
+from tlcore.progress import Bar, track
 
 __all__ = ["Settings", "make_store", "register", "run"]
 
@@ -103,6 +104,24 @@ def make_store(settings: Settings) -> Path:
     cell = (100 + 1900 * np.exp(-2 * r)).astype(np.uint16)
     background = np.full((cz, cy, cx), 100, np.uint16)
     rng = np.random.default_rng(settings.seed)
+    rows = settings.timepoints * -(-z // cz) * -(-y // cy)
+    with Bar("writing the data", rows, unit="chunk rows") as bar:
+        _write_rows(arrays, settings, f, cell, background, rng, bar)
+    (path / ".complete").touch()
+    return path
+
+
+def _write_rows(
+    arrays: list[Any],
+    settings: Settings,
+    f: int,
+    cell: np.ndarray[Any, Any],
+    background: np.ndarray[Any, Any],
+    rng: np.random.Generator,
+    bar: Bar,
+) -> None:
+    z, y, x = settings.shape
+    cz, cy, cx = settings.chunks
     for t in range(settings.timepoints):
         for z0 in range(0, z, cz):
             for y0 in range(0, y, cy):
@@ -115,8 +134,7 @@ def make_store(settings: Settings) -> Path:
                 arrays[1][t, 0, z0 : z0 + row.shape[0], y0 // f : (y0 + row.shape[1]) // f] = row[
                     :, ::f, ::f
                 ]
-    (path / ".complete").touch()
-    return path
+                bar.update()
 
 
 def _ome_attrs(f: int) -> dict[str, Any]:
@@ -262,7 +280,7 @@ def _measure(path: Path, settings: Settings, name: str, pipeline: Any, n: int) -
     gc.freeze()
     t0 = time.perf_counter()
     with _TreePeaks() as memory:
-        count = sum(1 for _ in loader)
+        count = sum(1 for _ in track(loader, f"  {name}", total=n, unit="samples"))
     return {
         "row": name,
         "samples": count,
