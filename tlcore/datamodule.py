@@ -72,9 +72,13 @@ class RandomTimelapseDatamodule(LightningDataModule):
             them with new timepoints; fewer takes a random subset each epoch.
         extra_columns: manifest columns carried into the batch (numbers as tensors, text as
             lists of strings).
-        img_path_column, channel_column, scene_column, resolution_column, time_start_column,
-            time_stop_column: column names. ``start`` is the first timepoint (default 0);
-            ``stop`` is exclusive, and -1 or empty means to the end.
+        img_path_column: the column of image paths or URLs.
+        channel_column: the column of channels (``0``, ``"0,2"``, names; empty: all).
+        scene_column: the column of scenes (an index or an id; default 0).
+        resolution_column: the column of pyramid levels (default 0).
+        time_start_column: the column of first timepoints (default 0).
+        time_stop_column: the column of stop timepoints: exclusive, and -1 or empty means to
+            the end.
         options_column: per-file reader options (``czi_tiles=true``, ``lif_mosaic=tiles``, a
             TIFF's dimension order...), as ``key=value; key=value`` or a JSON object; merged
             over ``storage_options`` for that file.
@@ -90,9 +94,13 @@ class RandomTimelapseDatamodule(LightningDataModule):
             default one box applies to every timepoint of a sample.
         fold_time: fold the time axis into the batch axis.
         storage_options: fsspec options for the manifest and the images.
-        batch_size, num_workers, pin_memory, persistent_workers, multiprocessing_context:
-            passed to every DataLoader, as is ``dataloader_kwargs``. Shuffling is for ``train``
-            only; ``val`` and ``test`` draw the same samples every epoch.
+        batch_size: samples per batch, for every DataLoader. Shuffling is for ``train`` only;
+            ``val`` and ``test`` draw the same samples every epoch.
+        num_workers: DataLoader worker processes.
+        pin_memory: passed to every DataLoader.
+        persistent_workers: passed to every DataLoader.
+        multiprocessing_context: the workers' start method (``"fork"``, ``"forkserver"``,
+            ``"spawn"``), passed to every DataLoader.
         validate: check every row of the stage's splits against its files in :meth:`setup`
             (:func:`tlcore.validate.validate_manifest`) and raise
             :class:`tlcore.validate.ValidationError` listing every problem before any training;
@@ -102,6 +110,8 @@ class RandomTimelapseDatamodule(LightningDataModule):
             ``tlcore/skipped_samples``); see :class:`tlcore.dataset.TimelapseDataset`.
         worker_timeout: seconds without a batch from the DataLoader workers before the run ends
             with :class:`tlcore.dataset.WorkerError` instead of hanging (None: wait forever).
+        **dataloader_kwargs: any other DataLoader argument (``prefetch_factor``...), passed
+            to every DataLoader.
 
     Inside workers, files open lazily (nothing opened in the parent is inherited), dask runs
     synchronously and torch uses one thread.

@@ -122,12 +122,15 @@ class TimelapseDataset(Dataset[dict[str, Any]]):
         shuffle: a new row order and new draws every epoch (training). False: rows in manifest
             order and the same draws every epoch (validation and test are comparable across
             epochs).
-        spatial_dims, patch_shape: for the default pipeline.
+        spatial_dims: 3 (C, Z, Y, X) or 2 (C, Y, X), for the default pipeline.
+        patch_shape: the default pipeline's random crop; None loads whole timepoints.
         crops_per_timepoint: draw ``k`` samples (crops) from each drawn (row, timepoints):
             positions ``k*g`` to ``k*g + k - 1`` share their row and timepoints and differ in
             their transforms' randomness. With a batch size that is a multiple of ``k``, one
             worker makes all of them, so a decoded-chunk cache (``chunk_cache``) pays off.
-        align_to_chunks, chunk_cache: for the default pipeline (see :func:`default_transforms`).
+        align_to_chunks: the default pipeline's crops start or end on the storage chunk grid
+            (see :func:`default_transforms`).
+        chunk_cache: bytes of decoded chunks each process keeps, for the default pipeline.
         independent_crops: with several timepoints, run the pipeline once per timepoint (its
             own random crop and augmentation each) instead of one box for all.
         storage_options: fsspec options for every path (credentials, ``endpoint_url``...);
@@ -141,6 +144,7 @@ class TimelapseDataset(Dataset[dict[str, Any]]):
             ``drop_after`` times is dropped: later draws of it are skipped without reading
             (the same outcome, since its failure repeats), with a warning.
         max_redraws: with ``"skip"``, the redraws tried before giving up with SampleError.
+        drop_after: with ``"skip"``, failures after which a file is dropped in this process.
 
     Indexing: ``dataset[position]`` draws for the dataset's current epoch
     (:meth:`set_epoch`); ``dataset[(epoch, position)]`` for any epoch (what

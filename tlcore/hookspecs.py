@@ -48,8 +48,9 @@ def reader_info() -> ReaderInfo:
     library (keep that for the first real read) so that ``tlcore plugins`` stays fast.
 
     Returns:
-        A :class:`tlcore.ReaderInfo`. Its ``name`` should equal the entry point's name; tlcore
-        registers the plugin under the entry point's name either way.
+        ReaderInfo: the reader's description (:class:`tlcore.ReaderInfo`). Its ``name`` should
+        equal the entry point's name; tlcore registers the plugin under the entry point's name
+        either way.
     """
 
 
@@ -62,10 +63,10 @@ def can_open(source: Source) -> bool | str | None:
     small header or metadata document (for a zarr store: its group metadata); must not read pixels.
 
     Returns:
-        ``True``: yes. ``False``: no. A ``str``: no, and this is the reason, shown to the user
-        when nothing can open the source (for example ``"no OME-NGFF 'multiscales' metadata"``).
-        ``None``: no opinion; the extension match alone decides (and in a content sniff, it
-        counts as no).
+        bool | str | None: ``True`` for yes, ``False`` for no. A ``str`` is a no with its
+        reason, shown to the user when nothing can open the source (for example ``"no OME-NGFF
+        'multiscales' metadata"``). ``None`` is no opinion: the extension match alone decides
+        (and in a content sniff, it counts as no).
     """
 
 
@@ -116,6 +117,6 @@ def open_lazy(source: Source, scene: int, level: int) -> LazyImage | None:
     * ``time_axis`` equals what :func:`time_axis` returns for the scene.
 
     Returns:
-        The image, or ``None`` when the plugin finds it cannot open this source after all
-        (tlcore then raises a :class:`tlcore.NoReaderError`).
+        LazyImage | None: the image, or ``None`` when the plugin finds it cannot open this
+        source after all (tlcore then raises a :class:`tlcore.NoReaderError`).
     """
