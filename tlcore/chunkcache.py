@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tlcore.lazy import ArrayReader, Region, as_dask
+from tlcore.lazy import ArrayReader, Region, as_dask, reader_of
 
 if TYPE_CHECKING:
     import dask.array as da
@@ -175,21 +175,15 @@ class CachedReader(ArrayReader):
 def find_reader(array: da.Array) -> ArrayReader | None:
     """The :class:`ArrayReader` behind a reader's dask array (built by
     :func:`tlcore.lazy.as_dask`), or None when the array was built another way."""
-    graph = array.__dask_graph__()
-    for task in itertools.islice(graph.values(), 64):
-        for arg in getattr(task, "args", ()) or ():
-            value = getattr(arg, "value", arg)
-            if isinstance(value, ArrayReader):
-                return value
-    return None
+    return reader_of(array)
 
 
 def cached(array: da.Array, max_bytes: int | None = None) -> da.Array:
     """``array`` (a 5-D TCZYX reader array) read through the chunk cache; ``max_bytes`` sets
     this process's cache limit (0: count decoded chunks, cache nothing). An array not built on
     an :class:`ArrayReader` comes back unchanged."""
-    reader = find_reader(array)
-    if reader is None or tuple(array.shape) != reader.shape:
+    reader = reader_of(array)
+    if reader is None:
         return array
     if max_bytes is not None:
         cache.max_bytes = int(max_bytes)

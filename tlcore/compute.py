@@ -2,12 +2,13 @@
 outside MONAI) compute a dask array.
 
 The fast path: a dask array that is a chain of indexing steps (basic slices, integers, one
-channel list per step) over a single :func:`tlcore.lazy.as_dask` array is read as *one*
+channel list per step) over a single :func:`tlcore.lazy.as_dask` array, or over one sample's
+:class:`tlcore.regions.ReaderView` (what :class:`tlcore.LoadLazyd` builds), is read as *one*
 region through the plugin's :class:`~tlcore.lazy.ArrayReader`, instead of one dask task per
 storage chunk. The reader then decodes every touched chunk in one native call (zarr decodes
 them concurrently), and the per-crop cost does not depend on how many chunks the array has.
-Anything else (arithmetic, ``astype``, concatenation of several timepoints, arrays not built
-by ``as_dask``) is computed by dask, exactly as before.
+Anything else (arithmetic, ``astype``, concatenations, arrays not built by ``as_dask``) is
+computed by dask, exactly as before.
 
     region = find_region(lazy)      # RegionRead, or None when dask must compute it
     pixels = compute(lazy)          # the same pixels either way
@@ -22,12 +23,12 @@ import itertools
 import operator
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from tlcore.lazy import ArrayReader, Region
+from tlcore.lazy import ArrayReader
+from tlcore.regions import NotAProduct, ReaderView, RegionRead, Selection, plan
 
 __all__ = ["RegionRead", "compute", "direct_read_enabled", "find_region"]
 
@@ -50,45 +51,14 @@ def compute(value: Any, scheduler: str | None = None, *, direct: bool | None = N
     """
     if hasattr(value, "dask") and hasattr(value, "compute"):
         if direct if direct is not None else direct_read_enabled():
-            region = find_region(value)
+            # A LazyArray knows its selection of the loader's view: no graph to replay.
+            known = getattr(value, "region", None)
+            region = known() if callable(known) else None
+            region = region if region is not None else find_region(value)
             if region is not None:
                 return region.read()
         value = value.compute(scheduler=scheduler) if scheduler else value.compute()
     return np.asarray(value)
-
-
-@dataclass(frozen=True)
-class RegionRead:
-    """The reads that give the pixels of a lazy array: ``reader[region][post]`` (the regions
-    joined along ``axis`` when there are several), then each ``(axis, indices)`` of ``takes``
-    applied with ``numpy.take`` (channel lists)."""
-
-    reader: ArrayReader
-    #: The TCZYX boxes to read (five slices, step 1): usually one; several when whole chunks
-    #: are skipped along one axis (a sparse channel list), then joined along ``axis``.
-    regions: tuple[Region, ...]
-    axis: int
-    #: Basic index applied to the box: ints drop axes, slices keep steps and order.
-    post: tuple[int | slice, ...]
-    #: Fancy selections left after ``post``: (axis of the result, indices into that axis).
-    takes: tuple[tuple[int, np.ndarray], ...]
-    #: The shape of the result (the lazy array's shape).
-    shape: tuple[int, ...]
-
-    def read(self) -> np.ndarray:
-        """Read the region(s) through the reader (one ``ArrayReader`` call each) and select."""
-        from tlcore import decoders
-
-        handle = decoders.handle_for(self.reader)  # None: the reader's own (the default)
-        parts = [self.reader.read(region, handle) for region in self.regions]
-        out = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=self.axis)
-        if any(p != slice(None) for p in self.post):
-            out = out[self.post]
-        for axis, indices in self.takes:
-            out = np.take(out, indices, axis=axis)
-        if out.shape != self.shape:  # a planning bug must not hand out wrong pixels silently
-            raise AssertionError(f"{self.reader!r}: read {out.shape}, expected {self.shape}")
-        return out
 
 
 class _NotARegion(Exception):
@@ -149,15 +119,16 @@ class _Positions:
         return _Positions(axes)
 
 
-def _base_layer(graph: Any) -> tuple[str, ArrayReader, Any]:
-    """The single ``as_dask`` layer of ``graph``: its name, its reader and its block slices."""
+def _base_layer(graph: Any) -> tuple[str, ArrayReader | ReaderView, Any]:
+    """The single ``as_dask`` (or :meth:`ReaderView.to_dask`) layer of ``graph``: its name,
+    its reader or view, and its block slices."""
     from dask.blockwise import Blockwise
 
     found = []
     for name, layer in graph.layers.items():
         if isinstance(layer, Blockwise):
             reader = layer.indices[0][0] if layer.indices else None
-            if not isinstance(reader, ArrayReader) or len(layer.io_deps) != 1:
+            if not isinstance(reader, (ArrayReader, ReaderView)) or len(layer.io_deps) != 1:
                 raise _NotARegion  # arithmetic, astype, from_array of something else
             found.append((name, reader, next(iter(layer.io_deps.values()))))
         elif not hasattr(layer, "mapping"):
@@ -183,7 +154,9 @@ def _indexing_functions() -> tuple[Any, ...]:
 class _Replay:
     """Evaluates the indexing tasks above the base layer with :class:`_Positions` values."""
 
-    def __init__(self, graph: Any, base: str, reader: ArrayReader, slices: Any) -> None:
+    def __init__(
+        self, graph: Any, base: str, reader: ArrayReader | ReaderView, slices: Any
+    ) -> None:
         from dask._task_spec import Alias, DataNode, Task
 
         self.graph = graph
@@ -283,55 +256,16 @@ def _plan(value: Any) -> RegionRead:
             if pieces[k].setdefault(b, chosen) != chosen:
                 raise _NotARegion  # not a product of per-axis selections
     assert kinds is not None
-    selections = iter([_joined([p[b] for b in range(len(p))]) for p in pieces])
-    boxes: list[list[slice]] = []  # per base axis: the ranges to read (several: one split axis)
-    post: list[int | slice] = []
-    takes: list[tuple[int, np.ndarray]] = []
-    split = None
-    out_axis = 0
-    for axis, (is_int, at) in enumerate(zip(kinds, fixed)):
-        if is_int:
-            assert at is not None
-            boxes.append([slice(at, at + 1)])
-            post.append(0)
-            continue
-        joined = next(selections)
-        if isinstance(joined, range):  # the common case: a plain crop, one contiguous run
-            boxes.append([slice(joined.start, joined.stop)])
-            post.append(slice(None))
-            out_axis += 1
-            continue
-        selected: np.ndarray = joined
-        runs = _runs(selected, reader.chunks[axis])
-        if len(runs) > 1:
-            if split is not None:
-                raise _NotARegion  # skipped chunks on two axes: dask reads only what it needs
-            split = axis
-            # Positions in the concatenation of the runs' reads.
-            offsets = np.cumsum([0] + [r.stop - r.start for r in runs[:-1]])
-            where = np.searchsorted([r.start for r in runs], selected, side="right") - 1
-            selected = selected - np.array([r.start for r in runs])[where] + offsets[where]
-            lo = 0
-        else:
-            lo = runs[0].start
-        boxes.append(runs)
-        post.append(_as_slice(selected - lo, sum(r.stop - r.start for r in runs)))
-        if post[-1] is _TAKE:
-            post[-1] = slice(None)
-            takes.append((out_axis, selected - lo))
-        out_axis += 1
-    regions = tuple(
-        tuple(boxes[a][0] if a != split else run for a in range(reader.ndim))
-        for run in (boxes[split] if split is not None else [None])
-    )
-    return RegionRead(
-        reader,
-        tuple(_region(r) for r in regions),
-        split if split is not None else 0,
-        tuple(post),
-        tuple(takes),
-        tuple(int(n) for n in value.shape),
-    )
+    joined = iter([_joined([p[b] for b in range(len(p))]) for p in pieces])
+    axes: list[Selection] = [at if is_int and at is not None else next(joined)
+                             for is_int, at in zip(kinds, fixed)]  # fmt: skip
+    shape = tuple(int(n) for n in value.shape)
+    if isinstance(reader, ReaderView):
+        try:
+            return reader.plan(axes, shape)
+        except NotAProduct:
+            raise _NotARegion from None
+    return plan(reader, axes, shape)
 
 
 def _joined(pieces: list[range | tuple[int, ...]]) -> range | np.ndarray:
@@ -341,34 +275,3 @@ def _joined(pieces: list[range | tuple[int, ...]]) -> range | np.ndarray:
     if len(ranges) == len(pieces) and all(a[-1] + 1 == b[0] for a, b in itertools.pairwise(ranges)):
         return range(ranges[0][0], ranges[-1][-1] + 1)
     return np.concatenate([np.asarray(p) for p in pieces])
-
-
-def _region(slices: Sequence[Any]) -> Region:
-    return (slices[0], slices[1], slices[2], slices[3], slices[4])
-
-
-def _runs(selected: np.ndarray, chunk: int) -> list[slice]:
-    """The ranges to read along one axis: the bounding box of ``selected``, cut where whole
-    storage chunks lie unselected between two selected positions (a channel list such as
-    ``[0, 9]`` must not decode channels 1-8)."""
-    ordered = np.unique(selected)
-    touched = ordered // chunk
-    cuts = np.nonzero(np.diff(touched) > 1)[0] + 1
-    return [slice(int(g[0]), int(g[-1]) + 1) for g in np.split(ordered, cuts)]
-
-
-_TAKE = slice(0, 0, 0)  # marker: not expressible as a slice
-
-
-def _as_slice(positions: np.ndarray, length: int) -> slice:
-    """``positions`` (into an axis of ``length``) as a slice, or ``_TAKE``."""
-    first, last = int(positions[0]), int(positions[-1])
-    if len(positions) == 1:
-        return slice(None) if length == 1 else slice(first, first + 1)
-    steps = np.diff(positions)
-    step = int(steps[0])
-    if step == 0 or not bool(np.all(steps == step)):
-        return _TAKE
-    if step == 1 and first == 0 and last == length - 1:
-        return slice(None)
-    return slice(first, last + 1 if step > 0 else (last - 1 if last > 0 else None), step)

@@ -209,6 +209,24 @@ def _normalize_key(key: Any, shape: tuple[int, ...]) -> tuple[Region, tuple[Any,
     return r, (tuple(post) if needs_post else ())
 
 
+def reader_of(array: Any) -> ArrayReader | None:
+    """The :class:`ArrayReader` behind ``array`` when ``array`` is exactly what
+    :func:`as_dask` built (the whole reader, nothing applied since), else None. Costs the same
+    whatever the number of chunks: the graph's one layer is looked at, not its tasks."""
+    from dask.blockwise import Blockwise
+
+    layers = getattr(getattr(array, "dask", None), "layers", None)
+    if layers is None or len(layers) != 1:
+        return None
+    layer = next(iter(layers.values()))
+    if not isinstance(layer, Blockwise) or not layer.indices or len(layer.io_deps) != 1:
+        return None
+    reader = layer.indices[0][0]
+    if not isinstance(reader, ArrayReader) or tuple(array.shape) != reader.shape:
+        return None
+    return reader
+
+
 def as_dask(reader: ArrayReader, chunks: Sequence[int] | None = None) -> da.Array:
     """Wrap ``reader`` in a dask array, chunked like the storage (or as ``chunks`` says).
 

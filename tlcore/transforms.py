@@ -32,8 +32,10 @@ from tlcore.compute import compute
 from tlcore.foreground import Foreground, coarse_map, draw_origin
 from tlcore.guards import LazyPipelineError, check_pipeline, enclosing_pipeline
 from tlcore.images import LazyImage
+from tlcore.lazy import reader_of
 from tlcore.lazyarray import LazyArray, track
 from tlcore.manifest import parse_channels
+from tlcore.regions import ReaderView
 from tlcore.source import is_reader_option
 
 __all__ = [
@@ -206,8 +208,31 @@ class LoadLazyd(MapTransform):
         merged = {**self.storage_options, **(options or {})}
         return open_cached(path, scene, level, merged or None, self.reader)
 
-    def _select(self, data: Any, image: LazyImage, t: int | list[int], channels: Any) -> Any:
-        """TCZYX dask array -> the (folded) C, Z, Y, X or C, Y, X array of the sample."""
+    def _select(
+        self,
+        data: Any,
+        image: LazyImage,
+        t: int | list[int],
+        channels: Any,
+        dtype: np.dtype[Any] | None = None,
+    ) -> tuple[Any, ReaderView | None]:
+        """TCZYX dask array -> the (folded) C, Z, Y, X or C, Y, X array of the sample, in
+        ``dtype`` when given (cast after reading), and the view it is built on (None when the
+        image's array is not a plain :class:`tlcore.lazy.ArrayReader` array)."""
+        if self.spatial_dims == 2 and image.shape[2] != 1:
+            raise ValueError(
+                f"LoadLazyd: spatial_dims=2 but {image.uri} scene {image.scene!r} has "
+                f"Z={image.shape[2]}; use spatial_dims=3"
+            )
+        reader = reader_of(data)
+        if reader is not None:
+            # One view of the reader: no dask indexing layer over every chunk of the
+            # timepoint, and its crops are read as one region (tlcore.compute).
+            view = ReaderView(
+                reader, t, channels, drop_z=self.spatial_dims == 2, dtype=dtype,
+                chunks=data.chunks,
+            )  # fmt: skip
+            return view.to_dask(), view
         import dask.array as da
 
         if channels is not None:
@@ -216,13 +241,14 @@ class LoadLazyd(MapTransform):
             data = data[:, lo : lo + len(channels)] if contiguous else data[:, channels]
         array = da.concatenate([data[i] for i in t], axis=0) if isinstance(t, list) else data[t]
         if self.spatial_dims == 2:
-            if array.shape[1] != 1:
-                raise ValueError(
-                    f"LoadLazyd: spatial_dims=2 but {image.uri} scene {image.scene!r} has "
-                    f"Z={array.shape[1]}; use spatial_dims=3"
-                )
             array = array[:, 0]
-        return array
+        if dtype is not None and array.dtype != dtype:
+            array = array.astype(dtype)
+        return array, None
+
+    def _lazy_dtype(self) -> np.dtype[Any] | None:
+        """The dtype the lazy image keys are read into (None: as stored)."""
+        return None
 
     def _source(self, data: Any) -> Any:
         """The image's TCZYX array, through the chunk cache when asked."""
@@ -255,7 +281,7 @@ class LoadLazyd(MapTransform):
             t = 0
         t = _timepoints(t, image, self.timepoint_key)
         channels = _parse_channels(d.get(self.channel_key), image)
-        array = self._select(self._source(image.data), image, t, channels)
+        array, view = self._select(self._source(image.data), image, t, channels, self._lazy_dtype())
         times = image.time_axis.seconds()
         ts = t if isinstance(t, list) else [t]
         n_channels = len(channels) if channels is not None else image.shape[1]
@@ -285,7 +311,7 @@ class LoadLazyd(MapTransform):
                 k: v for k, v in (merged_options or {}).items() if is_reader_option(k)
             },
         }  # fmt: skip
-        array = track(array)
+        array = track(array, source_itemsize=np.dtype(image.data.dtype).itemsize, view=view)
         for key in self.keys:  # the loader creates its keys: they need not exist yet
             d[key] = array
             d[meta_key(key)] = dict(meta)
@@ -296,7 +322,8 @@ class LoadLazyd(MapTransform):
                     f"it has {sorted(image.labels)}"
                 )
             label = image.labels[name]
-            d[key] = track(self._select(label, image, t, None))
+            label_array, label_view = self._select(label, image, t, None)
+            d[key] = track(label_array, view=label_view)
             d[meta_key(key)] = {**meta, "label": name, "n_channels": int(label.shape[1])}
         return d
 
@@ -339,6 +366,9 @@ class BioIOImageLoaderd(LoadLazyd):
         self.lazy = dask_load if lazy_load is None else lazy_load
         self.dtype = dtype
         self.guard = self.lazy
+
+    def _lazy_dtype(self) -> np.dtype[Any] | None:
+        return _np_dtype(self.dtype) if self.lazy else None
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = super().__call__(data)
