@@ -1,9 +1,12 @@
-"""TLCORE_DECODER: tensorstore or zarrs read the one region with the plugin's pixels; a process
-forked after the decoder was used reads through the plugin instead; unknown names fail."""
+"""TLCORE_DECODER: tensorstore, zarrs or tlcore read the one region with the plugin's pixels; a
+process forked after tensorstore or zarrs was used reads through the plugin instead, while
+tlcore's own decoder keeps working there; unknown names fail."""
 
 from __future__ import annotations
 
 import os
+import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -74,3 +77,96 @@ def test_forked_child_of_a_user_reads_through_the_plugin(
             os._exit(0 if ok else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+# -- TLCORE_DECODER=tlcore: tlcore.zarrfast, safe under fork ------------------------------------
+def test_tlcore_decoder_reads_zarr_v2_and_v3(
+    synthetic_store: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tlcore import zarrfast
+
+    monkeypatch.setenv(decoders.DECODER_ENV, "tlcore")
+    for version in ("0.5", "0.4"):
+        store = synthetic_store(f"v{version}.ome.zarr", shape=SHAPE, chunks=CHUNKS, version=version)
+        raw = zarr.open_array(str(store), path="0", mode="r")
+        value = tlcore.open_lazy(store).data[1, :, 2:7, 3:61, 17:95]
+        region = find_region(value)
+        assert region is not None
+        assert isinstance(decoders.handle_for(region.reader), zarrfast.FastZarrArray)
+        zarrfast.stats.reset()
+        assert np.array_equal(compute(value), raw[1, :, 2:7, 3:61, 17:95])
+        assert zarrfast.stats.snapshot()["chunks"] > 0  # read by zarrfast, not by zarr
+
+
+def test_tlcore_decoder_in_a_child_forked_after_use(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import warnings
+
+    from tlcore import zarrfast
+
+    monkeypatch.setenv(decoders.DECODER_ENV, "tlcore")
+    monkeypatch.setenv(zarrfast.THREADS_ENV, "2")  # the parent's pool threads exist at fork
+    value = tlcore.open_lazy(store).data[1, 1, 2:6, 10:50, 30:70]
+    want = zarr.open_array(str(store), path="0", mode="r")[1, 1, 2:6, 10:50, 30:70]
+    assert np.array_equal(compute(value), want)
+    pid = os.fork()
+    if pid == 0:  # the child checks and leaves at once, whatever happens
+        ok = False
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # no "forked" refusal
+                zarrfast.stats.reset()
+                ok = np.array_equal(compute(value), want) and zarrfast.stats.snapshot()["chunks"]
+        finally:
+            os._exit(0 if ok else 1)
+    deadline = time.monotonic() + 60
+    while not (done := os.waitpid(pid, os.WNOHANG))[0]:
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung")
+        time.sleep(0.02)
+    assert os.waitstatus_to_exitcode(done[1]) == 0
+
+
+def test_tlcore_decoder_leaves_unsupported_arrays_to_zarr(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "sharded.ome.zarr"
+    root = zarr.open_group(str(path), mode="w-", zarr_format=3)
+    array = root.create_array(
+        "0",
+        shape=SHAPE,
+        chunks=CHUNKS,
+        shards=(1, 1, 8, 64, 96),
+        dtype="uint16",
+        dimension_names=list("tczyx"),
+    )
+    array[...] = np.arange(np.prod(SHAPE), dtype="uint16").reshape(SHAPE)
+    axes = [
+        {"name": "t", "type": "time"},
+        {"name": "c", "type": "channel"},
+        *({"name": d, "type": "space"} for d in "zyx"),
+    ]
+    scale = [{"type": "scale", "scale": [1.0] * 5}]
+    root.attrs["ome"] = {
+        "version": "0.5",
+        "multiscales": [
+            {"axes": axes, "datasets": [{"path": "0", "coordinateTransformations": scale}]}
+        ],
+    }
+    monkeypatch.setenv(decoders.DECODER_ENV, "tlcore")
+    value = tlcore.open_lazy(path).data[0, 1, 1:7, 5:60, 20:90]
+    region = find_region(value)
+    assert region is not None and decoders.handle_for(region.reader) is None
+    assert np.array_equal(compute(value), array[0, 1, 1:7, 5:60, 20:90])
+
+
+def test_the_default_decoder_is_one_setting(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(decoders.DECODER_ENV, raising=False)
+    monkeypatch.setattr(decoders, "DEFAULT_DECODER", "tlcore")
+    region = find_region(tlcore.open_lazy(store).data[0, 0])
+    assert region is not None and decoders.handle_for(region.reader) is not None
+    monkeypatch.setenv(decoders.DECODER_ENV, "zarr")  # the way back to zarr's own read
+    assert decoders.handle_for(region.reader) is None

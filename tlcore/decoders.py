@@ -1,17 +1,25 @@
 """Faster decoders for the one-region read of :mod:`tlcore.compute`, switched on by
 ``TLCORE_DECODER``:
 
+* ``tlcore``: tlcore's own reader (:mod:`tlcore.zarrfast`): the touched chunk files are read
+  and decoded on a few plain threads per process, only as far as the region needs; safe with
+  the default ``fork`` start method, before or after the parent read anything. Arrays it does
+  not support (sharding, filters, other codecs; see :func:`tlcore.zarrfast.unsupported_reason`)
+  read through zarr as usual;
 * ``tensorstore``: the region is read by tensorstore (C++, decodes the touched chunks on
   every core) from the same zarr array;
 * ``zarrs``: the array is reopened with zarr's ``zarrs`` (Rust) codec pipeline, for that
   array only (zarr's global configuration is left alone).
 
-Either applies to readers whose native handle is a local zarr array (the OME-Zarr plugin's);
-other readers, and the dask fallback, read as usual. Neither library survives ``fork`` once it
-has been used: a process forked from one that used the decoder (a DataLoader worker with the
-default start method, after the parent read a crop) silently reads through the plugin instead,
-with one warning. So: set ``TLCORE_DECODER`` and ``multiprocessing_context="spawn"`` (or
-``"forkserver"``) on the datamodule; ``fork`` without a decoder stays the safe default.
+The names are the libraries that decode. Each applies to readers whose native handle is a
+local zarr array (the OME-Zarr plugin's); other readers, and the dask fallback, read as usual.
+Neither tensorstore nor zarrs survives ``fork`` once it has been used: a process forked from
+one that used them (a DataLoader worker with the default start method, after the parent read a
+crop) silently reads through the plugin instead, with one warning. So with those two: set
+``multiprocessing_context="spawn"`` (or ``"forkserver"``) on the datamodule.
+
+An unset ``TLCORE_DECODER`` (or ``default``) means :data:`DEFAULT_DECODER`; ``zarr`` or
+``none`` always reads through the plugin.
 """
 
 from __future__ import annotations
@@ -25,10 +33,14 @@ import numpy as np
 
 from tlcore.lazy import ArrayReader
 
-__all__ = ["DECODER_ENV", "DECODERS", "handle_for", "requested"]
+__all__ = ["DECODER_ENV", "DECODERS", "DEFAULT_DECODER", "FORK_SAFE", "handle_for", "requested"]
 
 DECODER_ENV = "TLCORE_DECODER"
-DECODERS = ("tensorstore", "zarrs")
+DECODERS = ("tensorstore", "zarrs", "tlcore")
+#: The decoder an unset ``TLCORE_DECODER`` means (None: the plugin's own zarr read).
+DEFAULT_DECODER: str | None = None
+#: Decoders that a process forked after using them may keep using.
+FORK_SAFE = frozenset({"tlcore"})
 
 _lock = threading.Lock()
 _used_in: dict[str, int] = {}  # decoder -> pid of the process that first used it
@@ -37,9 +49,12 @@ _warned: set[str] = set()
 
 
 def requested() -> str | None:
-    """The decoder ``TLCORE_DECODER`` names (None when unset, empty or ``default``)."""
+    """The decoder ``TLCORE_DECODER`` names: :data:`DEFAULT_DECODER` when unset, empty or
+    ``default``; None (the plugin's read) for ``zarr`` or ``none``."""
     name = os.environ.get(DECODER_ENV, "").strip().lower()
-    if name in ("", "default", "zarr", "none"):
+    if name in ("", "default"):
+        return DEFAULT_DECODER
+    if name in ("zarr", "none"):
         return None
     if name not in DECODERS:
         raise ValueError(f"{DECODER_ENV}={name!r}: expected one of {', '.join(DECODERS)}")
@@ -54,7 +69,7 @@ def handle_for(reader: ArrayReader) -> Any | None:
         return None
     pid = os.getpid()
     first = _used_in.get(name)
-    if first is not None and first != pid:
+    if first is not None and first != pid and name not in FORK_SAFE:
         _warn_once(name, f"{DECODER_ENV}={name} is not used in this process: it was forked from "
                    f"one that had used {name}, which does not survive fork. Use "
                    "multiprocessing_context='spawn' or 'forkserver'.")  # fmt: skip
@@ -65,7 +80,7 @@ def handle_for(reader: ArrayReader) -> Any | None:
         if key in _handles:
             return _handles[key]
         found = _open(name, native)
-        if found is not None:
+        if found is not None and name not in FORK_SAFE:
             _used_in.setdefault(name, pid)
         _handles[key] = found
         return found
@@ -79,6 +94,10 @@ def _open(name: str, native: Any) -> Any | None:
         return None
     if not isinstance(native, zarr.Array) or not isinstance(native.store, LocalStore):
         return None
+    if name == "tlcore":
+        from tlcore import zarrfast
+
+        return zarrfast.open_array(native)  # None where unsupported: zarr reads it
     try:
         if name == "zarrs":
             import zarrs  # noqa: F401  (fails here, not inside zarr, when it is missing)
@@ -106,6 +125,15 @@ class _TensorStoreArray:
 
     def __getitem__(self, key: Any) -> np.ndarray:
         return np.asarray(self.store[key].read().result())
+
+
+def _after_fork_in_child() -> None:
+    # A lock another thread of the parent held at fork time stays held in the child.
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _warn_once(name: str, message: str) -> None:
