@@ -196,3 +196,15 @@ def test_debug_shows_the_plugin_traceback(tmp_path: Path) -> None:
     assert listed.returncode == 0
     assert "plugin 'broken'" in listed.stderr and "Traceback" in listed.stderr
     assert "libfoo_that_is_missing" in listed.stderr
+
+
+def test_a_reader_that_leaves_the_pipe_gets_no_traceback() -> None:
+    """`tlcore plugins --json | head -1`: the pipe closes early; no BrokenPipeError traceback."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tlcore.cli", "plugins", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    proc.stdout.close()  # the reader is gone before anything is written
+    _, err = proc.communicate(timeout=120)
+    assert b"Traceback" not in err and b"BrokenPipeError" not in err, err.decode()
