@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 PLUGINS := $(wildcard plugins/*)
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-slow lint typecheck unit bench clean
+.PHONY: install demo test test-slow lint typecheck unit bench docs clean
 
 $(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml)
 	$(PYTHON) -m venv $(VENV)
@@ -41,8 +41,14 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pytest -m benchmark -s tests/benchmarks
 
+# The documentation site into site/ (mkdocs.yml); --strict: a broken link, a missing page or a
+# docstring griffe cannot parse fails the build. Every code block in docs/ runs in
+# tests/test_docs.py (part of `make test`).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache site
 
 # docs/performance.md from one run on this machine: throughput rows, plots, per-format rows.
 # Needs the `bench` extra (matplotlib); `fast` (tensorstore, zarrs) adds the decoder rows.
