@@ -289,18 +289,11 @@ def test_zstd_frames_with_a_checksum_are_decoded_whole(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("codec", ["zstd", "blosc", "gzip", "none"])
 def test_a_truncated_chunk_fails_as_in_zarr(tmp_path: Path, codec: str) -> None:
-    compressor = {"zstd": ZstdCodec(), "blosc": BloscCodec(), "gzip": GzipCodec(), "none": None}[
-        codec
-    ]
-    array = zarr.create_array(
-        str(tmp_path / "a.zarr"),
-        shape=(64, 64),
-        chunks=(32, 64),
-        dtype="uint16",
-        compressors=compressor,
-        zarr_format=3,
-    )
-    array[...] = _data((64, 64), "uint16")
+    codecs = {"zstd": ZstdCodec(), "blosc": BloscCodec(), "gzip": GzipCodec(), "none": None}
+    # 256 KiB chunks: several zstd blocks, so the part a small read needs survives the cut.
+    array = _create(tmp_path, shape=(64, 4096), chunks=(32, 4096), dtype="uint16",
+                    compressors=codecs[codec])  # fmt: skip
+    array[...] = _data((64, 4096), "uint16")
     chunk = tmp_path / "a.zarr" / "c" / "1" / "0"
     chunk.write_bytes(chunk.read_bytes()[:-40])
     fast = zarrfast.open_array(array)
@@ -308,8 +301,9 @@ def test_a_truncated_chunk_fails_as_in_zarr(tmp_path: Path, codec: str) -> None:
     _same(fast[:32], array[:32])  # the intact chunk
     with pytest.raises(Exception):  # noqa: B017 - zarr's error type depends on the codec
         array[32:]
-    with pytest.raises(ValueError, match="c/1/0: cannot decode"):
-        fast.read((slice(32, 64),), partial=False)
+    for partial in (False, True):  # the part needed is there, but zarr fails: so does a prefix
+        with pytest.raises(ValueError, match="c/1/0: cannot decode"):
+            fast.read((slice(32, 34), slice(0, 3)), partial=partial)
 
 
 @pytest.mark.parametrize("codec", ["zstd", "blosc"])
@@ -327,6 +321,33 @@ def test_without_the_native_libraries_numcodecs_decodes(
     zarrfast.stats.reset()
     _check(array, n=5)
     assert zarrfast.stats.snapshot()["partial"] == 0
+
+
+def test_chunks_too_big_to_keep_a_buffer_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(zarrfast, "_KEEP_BUFFER_BYTES", 0)  # every chunk gets fresh memory
+    array = _create(tmp_path, dtype="uint16", compressors=ZstdCodec(), zarr_format=3)
+    _write(array, _data(SHAPE, "uint16"))
+    _check(array, n=5)
+
+
+@pytest.mark.parametrize("codec", ["zstd", "blosc", "gzip"])
+def test_a_chunk_of_the_wrong_size_fails_as_in_zarr(tmp_path: Path, codec: str) -> None:
+    compressor = {"zstd": ZstdCodec(), "blosc": BloscCodec(), "gzip": GzipCodec()}[codec]
+    array = _create(
+        tmp_path, shape=(64, 64), chunks=(64, 64), dtype="uint16", compressors=compressor
+    )
+    array[...] = _data((64, 64), "uint16")
+    short = {"zstd": numcodecs.Zstd(), "blosc": numcodecs.Blosc(), "gzip": numcodecs.GZip()}
+    chunk = tmp_path / "a.zarr" / "c" / "0" / "0"
+    chunk.write_bytes(short[codec].encode(_data((32, 64), "uint16")))  # half a chunk
+    fast = zarrfast.open_array(array)
+    assert fast is not None
+    with pytest.raises(Exception):  # noqa: B017 - zarr's error type depends on the codec
+        array[:2, :3]
+    with pytest.raises(ValueError, match="c/0/0: cannot decode"):
+        fast[:2, :3]  # the part needed is there, but zarr fails: so does a partial decode
 
 
 # -- what is refused ---------------------------------------------------------------------------
