@@ -186,6 +186,7 @@ class PageRun:
     cwd: Path
     namespace: dict[str, Any]
     failed: str | None = None
+    done: set[str] = field(default_factory=set)
 
 
 _RUNS: dict[str, PageRun] = {}
@@ -233,11 +234,24 @@ def test_block(block: Block, docs_data: Path, tmp_path_factory: pytest.TempPathF
     run = _page_run(block, docs_data, tmp_path_factory)
     if run.failed is not None:
         pytest.fail(f"not run: an earlier block of this page failed ({run.failed})")
+    # A block selected alone (-k, a test id) first runs the page's earlier blocks it builds on.
+    for earlier in CODE_BLOCKS:
+        if earlier.page == block.page and earlier.line < block.line:
+            _run_once(earlier, run)
+    _run_once(block, run)
+
+
+def _run_once(block: Block, run: PageRun) -> None:
+    if block.id in run.done or block.directive("skip") is not None:
+        return
+    if block.directive("needs testdata") is not None and not TESTDATA.is_dir():
+        return
     try:
         _run_block(block, run)
     except BaseException:
         run.failed = block.id
         raise
+    run.done.add(block.id)
 
 
 def _run_block(block: Block, run: PageRun) -> None:
