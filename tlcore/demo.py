@@ -15,25 +15,33 @@ from typing import Any
 
 import numpy as np
 
+from tlcore.progress import Bar, track
+
 DEMO_SHAPE = (16, 2, 16, 512, 512)  # T, C, Z, Y, X: 16.8 MB per timepoint (uint16)
 DEMO_CHUNKS = (1, 1, 16, 128, 128)
 
 
-def _measure(fn: Callable[[], Any], n: int, n_memory: int = 5) -> tuple[float, int]:
+def _measure(
+    fn: Callable[[], Any], n: int, n_memory: int = 5, label: str = "crops"
+) -> tuple[float, int]:
     """Median seconds per call over ``n`` calls, then the peak traced allocation over
-    ``n_memory`` more (tracemalloc slows allocation, so it is kept out of the timing)."""
+    ``n_memory`` more (tracemalloc slows allocation, so it is kept out of the timing). A
+    progress bar on stderr when it is a terminal."""
     times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    tracemalloc.start()
-    try:
-        for _ in range(n_memory):
+    with Bar(label, n + n_memory) as bar:
+        for _ in range(n):
+            t0 = time.perf_counter()
             fn()
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+            times.append(time.perf_counter() - t0)
+            bar.update()
+        tracemalloc.start()
+        try:
+            for _ in range(n_memory):
+                fn()
+                bar.update()
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
     return float(np.median(times)), peak
 
 
@@ -93,7 +101,7 @@ def run_demo(
         meta = pipeline(next(it))["raw_meta"]
         boxes.append((tuple(meta["crop_start"]), tuple(meta["crop_size"])))
 
-    lazy_s, lazy_peak = _measure(lazy_crop, n_crops)
+    lazy_s, lazy_peak = _measure(lazy_crop, n_crops, label="lazy crops")
     # What the store decodes: every storage chunk a crop's box touches, all channels read.
     zyx_chunks = image.data.chunksize[2:]
     chunk_bytes = int(np.prod(image.data.chunksize[1:])) * image.dtype.itemsize
@@ -115,7 +123,7 @@ def run_demo(
         _ = full[:, z : z + roi[0], y : y + roi[1], x : x + roi[2]].copy()
 
     n_eager = max(5, n_crops // 20)
-    eager_s, eager_peak = _measure(eager, n_eager)
+    eager_s, eager_peak = _measure(eager, n_eager, label="eager crops")
 
     timepoint_mb = image.data[0].nbytes / 1e6
     print(
@@ -184,7 +192,8 @@ def _train(
     shape: tuple[int, ...] = ()
     with TreeMemory() as memory:
         start = 0.0
-        for i, batch in enumerate(datamodule.train_dataloader()):
+        batches = track(datamodule.train_dataloader(), f"training ({'eager' if eager else 'lazy'})")
+        for i, batch in enumerate(batches):
             if i == 1:
                 start = time.perf_counter()
             x = batch["raw"]
