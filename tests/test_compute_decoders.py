@@ -48,10 +48,30 @@ def test_decoder_reads_the_same_pixels(
     assert np.array_equal(compute(picked), raw[0][[1, 0], 2:5])
 
 
-def test_no_decoder_by_default(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tlcore_decodes_by_default_and_zarr_is_one_setting_away(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tlcore import zarrfast
+
     monkeypatch.delenv(decoders.DECODER_ENV, raising=False)
-    region = find_region(tlcore.open_lazy(store).data[0, 0])
-    assert region is not None and decoders.handle_for(region.reader) is None
+    image = tlcore.open_lazy(store)
+    region = find_region(image.data[0, 0])
+    assert region is not None
+    assert isinstance(decoders.handle_for(region.reader), zarrfast.FastZarrArray)
+    raw = zarr.open_array(str(store), path="0", mode="r")
+    zarrfast.stats.reset()
+    assert np.array_equal(compute(image.data[1, :, 2:7, 9:50]), raw[1, :, 2:7, 9:50])
+    assert zarrfast.stats.snapshot()["chunks"] > 0  # read by tlcore's decoder
+    # The dask fallback's per-chunk reads go through it too.
+    zarrfast.stats.reset()
+    lazy = image.data[0, 1, :, 3:40]
+    assert np.array_equal(compute(lazy, direct=False), raw[0, 1, :, 3:40])
+    assert zarrfast.stats.snapshot()["chunks"] > 0
+    monkeypatch.setenv(decoders.DECODER_ENV, "zarr")  # the way back to zarr's own read
+    assert decoders.handle_for(region.reader) is None
+    zarrfast.stats.reset()
+    assert np.array_equal(compute(image.data[1, :, 2:7, 9:50]), raw[1, :, 2:7, 9:50])
+    assert zarrfast.stats.snapshot()["chunks"] == 0
     monkeypatch.setenv(decoders.DECODER_ENV, "fastest")
     with pytest.raises(ValueError, match="tensorstore"):
         decoders.handle_for(region.reader)
@@ -161,12 +181,3 @@ def test_tlcore_decoder_leaves_unsupported_arrays_to_zarr(
     region = find_region(value)
     assert region is not None and decoders.handle_for(region.reader) is None
     assert np.array_equal(compute(value), array[0, 1, 1:7, 5:60, 20:90])
-
-
-def test_the_default_decoder_is_one_setting(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(decoders.DECODER_ENV, raising=False)
-    monkeypatch.setattr(decoders, "DEFAULT_DECODER", "tlcore")
-    region = find_region(tlcore.open_lazy(store).data[0, 0])
-    assert region is not None and decoders.handle_for(region.reader) is not None
-    monkeypatch.setenv(decoders.DECODER_ENV, "zarr")  # the way back to zarr's own read
-    assert decoders.handle_for(region.reader) is None

@@ -5,10 +5,12 @@ The fast path: a dask array that is a chain of indexing steps (basic slices, int
 channel list per step) over a single :func:`tlcore.lazy.as_dask` array, or over one sample's
 :class:`tlcore.regions.ReaderView` (what :class:`tlcore.LoadLazyd` builds), is read as *one*
 region through the plugin's :class:`~tlcore.lazy.ArrayReader`, instead of one dask task per
-storage chunk. The reader then decodes every touched chunk in one native call (zarr decodes
-them concurrently), and the per-crop cost does not depend on how many chunks the array has.
-Anything else (arithmetic, ``astype``, concatenations, arrays not built by ``as_dask``) is
-computed by dask, exactly as before.
+storage chunk. The reader then decodes every touched chunk in one call (for local zarr
+arrays tlcore's own decoder does, on a few threads, see :mod:`tlcore.decoders`), and the
+per-crop cost does not depend on how many chunks the array has. A
+:class:`tlcore.lazyarray.LazyArray` knows its selection of the loader's view, so it is planned
+without looking at the graph at all. Anything else (arithmetic, ``astype``, concatenations,
+arrays not built by ``as_dask``) is computed by dask, exactly as before.
 
     region = find_region(lazy)      # RegionRead, or None when dask must compute it
     pixels = compute(lazy)          # the same pixels either way

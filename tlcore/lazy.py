@@ -118,10 +118,15 @@ class ArrayReader(abc.ABC):
         return self.read(key)
 
     def read(self, key: Any, handle: Any = None) -> np.ndarray:
-        """``self[key]``, optionally through another open ``handle`` of the same stored array
-        (an accelerated decoder's, see :mod:`tlcore.decoders`): the same checks, the same
-        :data:`read_stats` count."""
+        """``self[key]``, through ``handle`` when given (another open handle of the same
+        stored array), else through the decoder :mod:`tlcore.decoders` picks for this reader
+        (tlcore's own for local zarr arrays, unless ``TLCORE_DECODER`` says otherwise), else
+        the reader's own handle: the same checks, the same :data:`read_stats` count."""
         region, post = _normalize_key(key, self.shape)
+        if handle is None:
+            from tlcore import decoders
+
+            handle = decoders.handle_for(self)
         out = self._read(self.handle if handle is None else handle, region)
         expected = tuple(s.stop - s.start for s in region)
         if out.shape != expected:

@@ -68,12 +68,7 @@ class RegionRead:
 
     def read(self, handle: Any = None) -> np.ndarray:
         """The pixels: the reads, then the selection. ``handle``: another open handle of the
-        same stored array for :meth:`ArrayReader.read` (None: the accelerated decoder's, see
-        :mod:`tlcore.decoders`, or the reader's own)."""
-        if handle is None:
-            from tlcore import decoders
-
-            handle = decoders.handle_for(self.reader)
+        same stored array for :meth:`ArrayReader.read` (None: the decoder it picks)."""
         if len(self.regions) == 1:
             out = self.reader.read(self.regions[0], handle)
         else:

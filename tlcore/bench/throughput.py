@@ -4,15 +4,20 @@ straight from zarr, on one generated OME-Zarr, in one run.
 Rows (each the same list of random crops unless it says otherwise):
 
 * ``direct``: ``zarr.Array[...]`` of each crop, no dask, in a DataLoader with the same number
-  of workers (the practical floor);
-* ``tlcore``: the datamodule's DataLoader: ``LoadLazyd`` -> crop -> ``ComputeDaskd``;
-* ``tlcore-dask``: the same with the one-region fast path off (``TLCORE_DIRECT_READ=0``);
+  of workers (the practical floor of zarr-python);
+* ``tlcore``: the datamodule's DataLoader: ``LoadLazyd`` -> crop -> ``ComputeDaskd``, with the
+  default decoder (tlcore's own, :mod:`tlcore.zarrfast`);
+* ``tlcore-zarr``: the same with ``TLCORE_DECODER=zarr``: zarr decodes, as in ``direct``, so
+  the difference to ``direct`` is what tlcore's path costs;
+* ``tlcore-dask``: the same with the one-region fast path off (``TLCORE_DIRECT_READ=0``),
+  zarr decoding: what tlcore did before;
 * ``eager``: read the whole timepoint, then crop (the old way; fewer crops, it is slow);
 * ``tensorstore``, ``zarrs``: direct reads with those decoders, when installed, in their safe
-  start method (spawn); ``tlcore+<decoder>``: tlcore with ``TLCORE_DECODER=<decoder>``;
+  start method (spawn), and in one (spawned) process; ``tlcore+<decoder>``: tlcore with
+  ``TLCORE_DECODER=<decoder>``; ``direct-spawn``, ``tlcore-spawn``: their baselines;
 * ``chunks-<n>``: per-crop cost of tlcore over direct on a metadata-only array of n chunks;
 * ``aligned+cache``: chunk-aligned random crops through the decoded-chunk cache (different
-  sampling, same crop size), when the lazy-loading pieces are installed.
+  sampling, same crop size).
 
 Crops per second are measured after the first two batches per worker have arrived (worker
 start-up and the prefetched batches are no per-crop cost). Decoded MB/s and read
@@ -62,8 +67,8 @@ class Settings:
     seed: int = 0
     eager_crops: int = 12
     data_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "tlcore-bench")
-    rows: tuple[str, ...] = ("direct", "tlcore", "tlcore-dask", "eager", "decoders", "chunks",
-                             "aligned")  # fmt: skip
+    rows: tuple[str, ...] = ("direct", "tlcore", "tlcore-zarr", "tlcore-dask", "eager",
+                             "decoders", "chunks", "aligned")  # fmt: skip
     chunk_counts: tuple[int, ...] = (300_000,)
     #: Also measure direct and tlcore in the main process (no workers).
     one_process: bool = True
@@ -275,11 +280,10 @@ def _tree_cpu(base: Any, live: bool) -> float:
     now = os.times()
     cpu = now.user + now.system
     if not live:
-        return (
-            cpu
-            + (now.children_user + now.children_system)
-            - (base.children_user + base.children_system)
+        reaped = (now.children_user + now.children_system) - (
+            base.children_user + base.children_system
         )
+        return float(cpu + reaped)
     from tlcore.memory import tree
 
     tick = os.sysconf("SC_CLK_TCK")
@@ -288,7 +292,7 @@ def _tree_cpu(base: Any, live: bool) -> float:
             stat = Path(f"/proc/{pid}/stat").read_text()
             fields = stat[stat.rfind(")") + 2 :].split()
             cpu += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
-    return cpu
+    return float(cpu)
 
 
 @contextlib.contextmanager
@@ -460,12 +464,19 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> dict[str, Any
                 loader = _direct_loader(path, crops, settings, w, "zarr", None)
                 found.append(_measure("direct", loader, crops, settings, w))
             if "tlcore" in want:
-                loader = _tlcore_loader(path, crops, settings, w)
-                found.append(_measure("tlcore", loader, crops, settings, w))
-            if "tlcore-dask" in want:
-                with _env(TLCORE_DIRECT_READ="0"):
+                with _env(TLCORE_DECODER="default"):
                     loader = _tlcore_loader(path, crops, settings, w)
-                    note = "fast path off: one dask task per chunk"
+                    note = "the default: tlcore's own decoder (tlcore.zarrfast)"
+                    found.append(_measure("tlcore", loader, crops, settings, w, note=note))
+            if "tlcore-zarr" in want:
+                with _env(TLCORE_DECODER="zarr"):
+                    loader = _tlcore_loader(path, crops, settings, w)
+                    note = "TLCORE_DECODER=zarr: zarr decodes, as direct does (tlcore's path cost)"
+                    found.append(_measure("tlcore-zarr", loader, crops, settings, w, note=note))
+            if "tlcore-dask" in want:
+                with _env(TLCORE_DIRECT_READ="0", TLCORE_DECODER="zarr"):
+                    loader = _tlcore_loader(path, crops, settings, w)
+                    note = "fast path off, zarr decoding: one dask task per chunk (before)"
                     found.append(_measure("tlcore-dask", loader, crops, settings, w, note=note))
             for row in found:
                 log(_format_row(row))
@@ -488,27 +499,66 @@ def run(settings: Settings, log: Callable[[str], None] = print) -> dict[str, Any
         if aligned is not None:
             add(aligned)
     if "decoders" in want:
-        # Last, and only in spawned workers: neither library may run in this process before a
-        # fork (the rows above fork), so there is no one-process decoder row.
+        # Last, and only in spawned processes: neither library may run in this process before
+        # a fork (the rows above fork, and so may a later run in this process).
         w = max(1, settings.workers)
-        for name in DECODERS:
-            if not _decoder_usable(name):
-                log(f"{name}: not installed, row skipped (pip install {name})")
-                continue
+        usable = [name for name in DECODERS if _decoder_usable(name)]
+        for name in sorted(set(DECODERS) - set(usable)):
+            log(f"{name}: not installed, rows skipped (pip install {name}, or tlcore[fast])")
+        if usable and settings.one_process:
+            for row in _in_spawned_process(
+                _one_process_decoder_rows, path, crops, settings, usable
+            ):
+                add(row)
+        for name in usable:
             loaders = {
                 "direct-spawn": _direct_loader(path, crops, settings, w, "zarr", "spawn"),
+                "tlcore-spawn": _tlcore_loader(path, crops, settings, w, "spawn"),
                 name: _direct_loader(path, crops, settings, w, name, "spawn"),
                 f"tlcore+{name}": _tlcore_loader(path, crops, settings, w, "spawn"),
             }
-            if name != DECODERS[0]:
-                del loaders["direct-spawn"]  # one spawned direct row is the baseline of both
+            if name != usable[0]:
+                del loaders["direct-spawn"]  # spawned direct and tlcore rows: once for all
+                del loaders["tlcore-spawn"]
             for label, make in loaders.items():
-                ours = label.startswith("tlcore")
-                with _env(TLCORE_DECODER=name if ours else None):
-                    note = f"TLCORE_DECODER={name}" if ours else "direct reads"
+                decoder = name if label.startswith("tlcore+") else "default"
+                with _env(TLCORE_DECODER=decoder):
+                    note = {
+                        "direct-spawn": "direct zarr reads, spawned workers",
+                        "tlcore-spawn": "tlcore's own decoder, spawned workers",
+                        name: f"direct {name} reads",
+                    }.get(label, f"TLCORE_DECODER={name}")
                     add(_measure(label, make, crops, settings, w, start_method="spawn",
                                  note=note))  # fmt: skip
     return _summary(settings, path, rows)
+
+
+def _in_spawned_process(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` in a fresh spawned process (for libraries this process must not use)."""
+    import concurrent.futures
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def _one_process_decoder_rows(
+    path: Path, crops: list[tuple[int, int, int, int]], settings: Settings, names: list[str]
+) -> list[Row]:
+    """In one (spawned) process, no workers: each decoder's direct reads and tlcore with it."""
+    import torch
+
+    torch.set_num_threads(1)
+    rows = []
+    for name in names:
+        rows.append(_measure(name, _direct_loader(path, crops, settings, 0, name, None), crops,
+                             settings, 0, note=f"direct {name} reads, one process"))  # fmt: skip
+        with _env(TLCORE_DECODER=name):
+            loader = _tlcore_loader(path, crops, settings, 0)
+            rows.append(_measure(f"tlcore+{name}", loader, crops, settings, 0,
+                                 note=f"TLCORE_DECODER={name}, one process"))  # fmt: skip
+    return rows
 
 
 def _chunk_count_rows(settings: Settings, n_chunks: int, log: Callable[[str], None]) -> list[Row]:
@@ -550,15 +600,20 @@ def _chunk_count_rows(settings: Settings, n_chunks: int, log: Callable[[str], No
         fn(crops[0])  # first-call costs (opening, imports) are no per-crop cost
     # Interleaved passes, best of each: a shared machine's load moves all paths alike.
     best = {name: math.inf for name in paths}
-    for _ in range(3):
-        for name, fn in paths.items():
-            best[name] = min(best[name], per_crop(fn))
+    # zarr decodes in every path, so the difference is the path's own cost (tlcore's decoder
+    # would skip zarr's per-chunk work for the unwritten chunks and hide it).
+    with _env(TLCORE_DECODER="zarr"):
+        for _ in range(3):
+            for name, fn in paths.items():
+                best[name] = min(best[name], per_crop(fn))
     direct = best["direct"]
     chunk = (8, settings.chunks[1] // 4, settings.chunks[2] // 4)
     mean_touched = statistics.fmean(touched_chunks(c[1:], settings.crop, chunk) for c in crops)
     out = []
     for name, seconds in best.items():
-        note = f"{total:,} chunks, {mean_touched:.0f} touched per crop, fill value only"
+        note = (
+            f"{total:,} chunks, {mean_touched:.0f} touched per crop, fill value only, zarr decoding"
+        )
         if name != "direct":
             note += f"; +{(seconds - direct) * 1e3:.1f} ms per crop over direct"
         row = Row(f"chunks-{total}:{name}", 0, len(crops), round(seconds * len(crops), 3),
@@ -610,16 +665,26 @@ def _summary(settings: Settings, path: Path, rows: list[Row]) -> dict[str, Any]:
     w = settings.workers
     direct, ours = rate("direct", w), rate("tlcore", w)
     direct0, ours0 = rate("direct", 0), rate("tlcore", 0)
+
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return round(a / b, 3) if a and b else None
+
+    from tlcore import decoders
+
     return {
         "crop_shape": list(settings.crop),
         "workers": w,
         "direct_crops_per_s": direct,
         "tlcore_crops_per_s": ours,
         "eager_crops_per_s": rate("eager", w),
-        "ratio_tlcore_direct": round(ours / direct, 3) if ours and direct else None,
-        "ratio_tlcore_direct_one_process": (
-            round(ours0 / direct0, 3) if ours0 and direct0 else None
-        ),
+        "ratio_tlcore_direct": ratio(ours, direct),
+        "ratio_tlcore_direct_one_process": ratio(ours0, direct0),
+        # The path alone: tlcore with zarr decoding, as direct decodes.
+        "ratio_tlcore_zarr_direct": ratio(rate("tlcore-zarr", w), direct),
+        "ratio_tlcore_zarr_direct_one_process": ratio(rate("tlcore-zarr", 0), direct0),
+        "tensorstore_crops_per_s_one_process": rate("tensorstore", 0),
+        "ratio_aligned_cache_direct": ratio(rate("aligned+cache", w), direct),
+        "default_decoder": decoders.DEFAULT_DECODER,
         "dataset": {
             "path": str(path),
             "shape_tczyx": [settings.timepoints, 1, *settings.shape],
