@@ -24,7 +24,7 @@ def test_throughput_against_direct(tmp_path: Path) -> None:
         crops=60,
         workers=2,
         data_dir=tmp_path,
-        rows=("direct", "tlcore", "tlcore-dask", "decoders", "chunks"),
+        rows=("direct", "tlcore", "tlcore-zarr", "tlcore-dask", "decoders", "chunks"),
         chunk_counts=(300_000,),
     )
     path = make_dataset(settings)
@@ -37,7 +37,9 @@ def test_throughput_against_direct(tmp_path: Path) -> None:
     print("\n" + format_table(result))
     print(
         f"tlcore / direct: {result['ratio_tlcore_direct']} at {settings.workers} workers, "
-        f"{result['ratio_tlcore_direct_one_process']} in one process"
+        f"{result['ratio_tlcore_direct_one_process']} in one process; with zarr decoding "
+        f"(the path's own cost) {result['ratio_tlcore_zarr_direct']} and "
+        f"{result['ratio_tlcore_zarr_direct_one_process']}"
     )
     names = {row["name"] for row in result["rows"]}
-    assert {"direct", "tlcore", "tlcore-dask"} <= names
+    assert {"direct", "tlcore", "tlcore-zarr", "tlcore-dask"} <= names
