@@ -227,3 +227,19 @@ def test_batches_from_two_workers_keep_their_types(synthetic_store: Callable[...
         assert isinstance(batch, dict)
         assert batch["T"].dtype == torch.int64 and batch["T"].shape == (2,)
         assert batch["row"].shape == (2,) and batch["raw"].shape == (2, 1, 4, 16, 16)
+
+
+def test_meta_tensors_in_batches_keep_their_metadata_across_the_pickle() -> None:
+    from monai.data import MetaTensor
+
+    image = MetaTensor(torch.arange(2 * 8 * 8).reshape(2, 1, 8, 8), meta={"crop": (1, 2)})
+    image.is_batch = True
+    batch = Batch({"raw": image, "T": torch.tensor([1, 2])})
+    _, (items,) = batch.__reduce__()
+    assert type(items["raw"]).__name__ == "_InlineMetaTensor"
+    assert type(items["raw"].meta["affine"]).__name__ == "_InlineTensor"
+    copy = pickle.loads(pickle.dumps(batch))
+    assert isinstance(copy["raw"], MetaTensor) and copy["raw"].is_batch
+    assert torch.equal(copy["raw"].as_tensor(), image.as_tensor())
+    assert copy["raw"].meta["crop"] == (1, 2)
+    assert torch.equal(copy["raw"].affine, image.affine)
