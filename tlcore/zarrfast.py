@@ -90,8 +90,9 @@ PARTIAL_ENV = "TLCORE_ZARRFAST_PARTIAL"
 PARTIAL_MAX_SHARE = 0.9
 
 #: Per-thread reusable buffers up to this size (decoding into fresh memory costs a page fault
-#: per 4 KiB); bigger chunks get a fresh buffer each time, so idle threads hold little memory.
-_KEEP_BUFFER_BYTES = 64 * 1024 * 1024
+#: per 4 KiB); bigger chunks get a fresh buffer each time, so an idle thread holds at most two
+#: of these (decoded and encoded): memory per worker must stay near the crop, not the chunk.
+_KEEP_BUFFER_BYTES = 8 * 1024 * 1024
 
 _KINDS = "biufc"  # bool, signed, unsigned, float, complex
 
