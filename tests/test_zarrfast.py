@@ -521,3 +521,15 @@ def test_shared_ome_zarr_stores(testdata: Path) -> None:
             for region in _regions(array.shape, 6):
                 _same(fast[region], array[region])
         assert seen.writes == []
+
+
+def test_integer_indices_give_zarrs_0d_array_with_its_byte_order(tmp_path: Path) -> None:
+    array = zarr.create_array(
+        tmp_path / "be.zarr", shape=(6, 4), chunks=(2, 2), dtype=">u2", zarr_format=2
+    )
+    array[...] = np.arange(24).reshape(6, 4)
+    fast = zarrfast.open_array(zarr.open_array(tmp_path / "be.zarr", mode="r"))
+    assert fast is not None
+    got, want = fast[3, 1], array[3, 1]
+    assert isinstance(got, np.ndarray) and got.shape == () == want.shape
+    assert got.dtype == want.dtype and got == want == 13

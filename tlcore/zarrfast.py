@@ -355,8 +355,8 @@ class FastZarrArray:
     of each read on threads. Build it with :func:`open_array`.
 
     Indexing takes integers, slices (any step) and ``...``; the result is a new C-ordered
-    numpy array equal to ``zarr_array[key]`` (same values, same dtype; a numpy scalar when
-    every index is an integer, as in numpy). Safe to call from several threads at once."""
+    numpy array equal to ``zarr_array[key]`` (same values, same dtype; a 0-d array when every
+    index is an integer, as zarr gives). Safe to call from several threads at once."""
 
     def __init__(
         self, layout: _Layout, *, threads: int | None = None, partial: bool | None = None
@@ -392,7 +392,11 @@ class FastZarrArray:
             limit = self.threads if self.threads is not None else _threads_setting()
             lay = self._layout
             _run(lambda task: _read_chunk(lay, task, out), tasks, min(limit, len(tasks)))
-        return out[post] if post else out
+        if not post:
+            return out
+        picked = out[post]
+        # All integers: a 0-d array, as zarr returns (a numpy scalar would lose the byte order).
+        return picked if isinstance(picked, np.ndarray) else out.reshape(())
 
     def _tasks(self, region: tuple[slice, ...], partial: bool) -> list[_Task]:
         lay = self._layout
