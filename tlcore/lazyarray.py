@@ -49,10 +49,11 @@ class LazyArray(da.Array):  # type: ignore[misc]
 
     def __getitem__(self, index: Any) -> Any:
         out = super().__getitem__(index)
-        origin = _shifted_origin(self, index)
+        normalized = _normalized(self, index)
+        origin = _shifted_origin(self, normalized)
         if origin is None or not isinstance(out, da.Array) or out.ndim != self.ndim:
             return out
-        selection = _composed(self, index)
+        selection = _composed(self, normalized)
         return track(
             out,
             origin,
@@ -107,15 +108,22 @@ def track(
     return out
 
 
-def _composed(array: LazyArray, index: Any) -> ViewSelection | None:
-    """``array.selection`` after ``array[index]`` (slices on any axis, a list on the channel
-    axis), or None when it cannot be followed."""
-    selection = getattr(array, "selection", None)
-    if selection is None:
-        return None
+def _normalized(array: LazyArray, index: Any) -> tuple[Any, ...] | None:
+    """``index`` as dask normalizes it for ``array`` (one entry per axis), or None."""
     try:
-        normalized = normalize_index(index if isinstance(index, tuple) else (index,), array.shape)
+        out: tuple[Any, ...] = normalize_index(
+            index if isinstance(index, tuple) else (index,), array.shape
+        )
     except Exception:
+        return None
+    return out
+
+
+def _composed(array: LazyArray, normalized: tuple[Any, ...] | None) -> ViewSelection | None:
+    """``array.selection`` after indexing with ``normalized`` (slices on any axis, a list on
+    the channel axis), or None when it cannot be followed."""
+    selection = getattr(array, "selection", None)
+    if selection is None or normalized is None:
         return None
     if len(normalized) != len(selection):
         return None
@@ -133,14 +141,10 @@ def _composed(array: LazyArray, index: Any) -> ViewSelection | None:
     return tuple(out)
 
 
-def _shifted_origin(array: LazyArray, index: Any) -> tuple[int, ...] | None:
-    """The origin after ``array[index]``, or None when the index is not a plain box (an
-    integer or a list on a spatial axis, a step other than 1, a new axis)."""
-    try:
-        normalized = normalize_index(index if isinstance(index, tuple) else (index,), array.shape)
-    except Exception:
-        return None
-    if len(normalized) != array.ndim:
+def _shifted_origin(array: LazyArray, normalized: tuple[Any, ...] | None) -> tuple[int, ...] | None:
+    """The origin after indexing with ``normalized``, or None when the index is not a plain
+    box (an integer or a list on a spatial axis, a step other than 1, a new axis)."""
+    if normalized is None or len(normalized) != array.ndim:
         return None
     origin = []
     for axis, (k, n) in enumerate(zip(normalized, array.shape)):
