@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tlcore import Level, ReaderInfo, Source, TimeAxis
-from tlcore.lazy import _normalize_key, read_stats
+from tlcore.lazy import read_stats, split_index
 
 from .readers import NumpyArrayReader
 
@@ -75,7 +75,7 @@ def test_array_reader_indexing_matches_numpy() -> None:
     read_stats.reset()
     reader[0, 0, 0]
     assert read_stats.snapshot() == (1, 5 * 6 * data.itemsize)
-    assert _normalize_key((0,), (3, 3, 3, 3, 3))[1] == (
+    assert split_index((0,), (3, 3, 3, 3, 3))[1] == (
         0,
         slice(None),
         slice(None),

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from tlcore.lazy import ArrayReader
+from tlcore.lazy import ArrayReader, expand_index
 from tlcore.regions import NotAProduct, ReaderView, RegionRead, Selection, plan
 
 __all__ = ["RegionRead", "compute", "direct_read_enabled", "find_region"]
@@ -87,16 +87,10 @@ class _Positions:
         return tuple(len(a) for a in self.axes if not isinstance(a, int))
 
     def __getitem__(self, index: Any) -> _Positions:
-        ndim = self.ndim
-        if not isinstance(index, tuple):
-            index = (index,)
-        if any(i is Ellipsis for i in index):
-            at = next(n for n, i in enumerate(index) if i is Ellipsis)
-            fill = (slice(None),) * (ndim - len(index) + 1)
-            index = index[:at] + fill + index[at + 1 :]
-        index = index + (slice(None),) * (ndim - len(index))
-        if len(index) != ndim:
-            raise _NotARegion
+        try:
+            index = expand_index(index, self.ndim)
+        except IndexError:
+            raise _NotARegion from None
         fancy = 0
         keys = iter(index)
         axes: list[int | range | tuple[int, ...]] = []

@@ -122,7 +122,8 @@ class ArrayReader(abc.ABC):
         stored array), else through the decoder :mod:`tlcore.decoders` picks for this reader
         (tlcore's own for local zarr arrays, unless ``TLCORE_DECODER`` says otherwise), else
         the reader's own handle: the same checks, the same :data:`read_stats` count."""
-        region, post = _normalize_key(key, self.shape)
+        box, post = split_index(key, self.shape)
+        region: Region = (box[0], box[1], box[2], box[3], box[4])
         if handle is None:
             from tlcore import decoders
 
@@ -170,48 +171,52 @@ class ArrayReader(abc.ABC):
         return f"{type(self).__name__}({self.identity()!r}, shape={self.shape}, dtype={self.dtype})"
 
 
-def _normalize_key(key: Any, shape: tuple[int, ...]) -> tuple[Region, tuple[Any, ...]]:
-    """Split a basic numpy index into the contiguous region to read and the index to apply to
-    it afterwards (steps and integer squeezes)."""
-    if not isinstance(key, tuple):
-        key = (key,)
-    if any(k is Ellipsis for k in key):
-        i = next(i for i, k in enumerate(key) if k is Ellipsis)
-        key = key[:i] + (slice(None),) * (len(shape) - len(key) + 1) + key[i + 1 :]
-    key = key + (slice(None),) * (len(shape) - len(key))
-    if len(key) != len(shape):
-        raise IndexError(f"too many indices for a {len(shape)}-D array: {key!r}")
+def expand_index(key: Any, ndim: int) -> tuple[Any, ...]:
+    """A basic numpy index as one entry per axis: ``...`` expanded, missing trailing axes as
+    ``slice(None)``. ``IndexError`` when it names more axes than ``ndim``."""
+    keys: tuple[Any, ...] = key if isinstance(key, tuple) else (key,)
+    if any(k is Ellipsis for k in keys):
+        at = next(i for i, k in enumerate(keys) if k is Ellipsis)
+        keys = keys[:at] + (slice(None),) * (ndim - len(keys) + 1) + keys[at + 1 :]
+    keys = keys + (slice(None),) * (ndim - len(keys))
+    if len(keys) != ndim:
+        raise IndexError(f"too many indices for a {ndim}-D array: {keys!r}")
+    return keys
+
+
+def split_index(key: Any, shape: tuple[int, ...]) -> tuple[tuple[slice, ...], tuple[Any, ...]]:
+    """Split a basic numpy index (integers, slices with any step, ``...``) into the smallest
+    step-1 box to read and the index that turns the box into ``array[key]`` (empty when the
+    box is the answer). Booleans are refused: numpy reads them as masks, not positions."""
     region: list[slice] = []
     post: list[Any] = []
-    needs_post = False
-    for k, n in zip(key, shape):
-        if isinstance(k, (int, np.integer)):
+    needed = False
+    for k, n in zip(expand_index(key, len(shape)), shape):
+        if isinstance(k, (int, np.integer)) and not isinstance(k, (bool, np.bool_)):
             i = int(k) + n if k < 0 else int(k)
             if not 0 <= i < n:
                 raise IndexError(f"index {k} out of range for axis of size {n}")
             region.append(slice(i, i + 1))
             post.append(0)
-            needs_post = True
+            needed = True
         elif isinstance(k, slice):
-            start, stop, step = k.indices(n)
-            if step < 0:
-                lo, hi = (stop + 1, start + 1) if start >= 0 else (0, 0)
-                lo = max(lo, 0)
-                region.append(slice(lo, max(hi, lo)))
-                post.append(slice(None, None, step))
-                needs_post = True
-            else:
-                stop = max(stop, start)
-                region.append(slice(start, stop))
-                if step != 1:
-                    post.append(slice(None, None, step))
-                    needs_post = True
-                else:
-                    post.append(slice(None))
+            picked = range(*k.indices(n))
+            if len(picked) == 0:
+                region.append(slice(0, 0))
+                post.append(slice(None))
+                continue
+            lo, hi = min(picked[0], picked[-1]), max(picked[0], picked[-1]) + 1
+            region.append(slice(lo, hi))
+            if picked.step == 1:
+                post.append(slice(None))
+            else:  # the same positions, counted from the box's start
+                needed = True
+                moved = range(picked.start - lo, picked.stop - lo, picked.step)
+                stop: int | None = moved.stop if moved.stop >= 0 else None
+                post.append(slice(moved.start, stop, moved.step))
         else:
-            raise IndexError(f"ArrayReader supports ints and slices only, got {k!r}")
-    r = (region[0], region[1], region[2], region[3], region[4])
-    return r, (tuple(post) if needs_post else ())
+            raise IndexError(f"only integers, slices and ... are supported, got {k!r}")
+    return tuple(region), (tuple(post) if needed else ())
 
 
 def reader_of(array: Any) -> ArrayReader | None:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tlcore.lazy import ArrayReader, Region
+from tlcore.lazy import ArrayReader, Region, expand_index
 
 if TYPE_CHECKING:
     import dask.array as da
@@ -84,12 +84,6 @@ class RegionRead:
         if out.dtype != self.dtype:
             out = out.astype(self.dtype)
         return out
-
-    @property
-    def nbytes_read(self) -> int:
-        """Bytes of the regions as stored (what the reader returns, before selection)."""
-        per = self.reader.dtype.itemsize
-        return sum(math.prod(s.stop - s.start for s in r) * per for r in self.regions)
 
 
 def plan(
@@ -393,17 +387,9 @@ def _through(sel: Selection, mapping: tuple[int, ...]) -> Selection:
 def _basic_selections(key: Any, shape: tuple[int, ...]) -> tuple[list[Selection], list[int]]:
     """A basic numpy index (ints, slices, Ellipsis) -> one :data:`Selection` per axis and the
     result's shape."""
-    if not isinstance(key, tuple):
-        key = (key,)
-    if any(k is Ellipsis for k in key):
-        i = next(i for i, k in enumerate(key) if k is Ellipsis)
-        key = key[:i] + (slice(None),) * (len(shape) - len(key) + 1) + key[i + 1 :]
-    key = key + (slice(None),) * (len(shape) - len(key))
-    if len(key) != len(shape):
-        raise IndexError(f"too many indices for a {len(shape)}-D array: {key!r}")
     axes: list[Selection] = []
     out: list[int] = []
-    for k, n in zip(key, shape):
+    for k, n in zip(expand_index(key, len(shape)), shape):
         if isinstance(k, (int, np.integer)) and not isinstance(k, bool):
             i = int(k) + n if k < 0 else int(k)
             if not 0 <= i < n:

@@ -69,6 +69,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from tlcore.lazy import split_index
+
 __all__ = [
     "PARTIAL_ENV",
     "THREADS_ENV",
@@ -383,7 +385,7 @@ class FastZarrArray:
 
     def read(self, key: Any, *, partial: bool | None = None) -> np.ndarray:
         """``self[key]``; ``partial`` overrides the partial-decode switch for this read."""
-        region, post = _normalize(key, self.shape)
+        region, post = split_index(key, self.shape)
         out = np.empty(tuple(s.stop - s.start for s in region), dtype=self.dtype)
         if out.size:
             if partial is None:
@@ -429,48 +431,6 @@ def _strides(chunks: Sequence[int], order: str) -> list[int]:
     dims = list(chunks) if order == "C" else list(reversed(chunks))
     strides = [math.prod(dims[i + 1 :]) for i in range(len(dims))]
     return strides if order == "C" else list(reversed(strides))
-
-
-def _normalize(key: Any, shape: tuple[int, ...]) -> tuple[tuple[slice, ...], tuple[Any, ...]]:
-    """The step-1 box to read and the index that turns it into ``array[key]`` (empty when the
-    box is the answer)."""
-    if not isinstance(key, tuple):
-        key = (key,)
-    if any(k is Ellipsis for k in key):
-        at = next(i for i, k in enumerate(key) if k is Ellipsis)
-        key = key[:at] + (slice(None),) * (len(shape) - len(key) + 1) + key[at + 1 :]
-    key = key + (slice(None),) * (len(shape) - len(key))
-    if len(key) != len(shape):
-        raise IndexError(f"too many indices for a {len(shape)}-d array: {key!r}")
-    region: list[slice] = []
-    post: list[Any] = []
-    needed = False
-    for k, n in zip(key, shape):
-        if isinstance(k, (int, np.integer)) and not isinstance(k, (bool, np.bool_)):
-            i = int(k) + n if k < 0 else int(k)
-            if not 0 <= i < n:
-                raise IndexError(f"index {k} is out of bounds for an axis of size {n}")
-            region.append(slice(i, i + 1))
-            post.append(0)
-            needed = True
-        elif isinstance(k, slice):
-            picked = range(*k.indices(n))
-            if len(picked) == 0:
-                region.append(slice(0, 0))
-                post.append(slice(None))
-                continue
-            lo, hi = min(picked[0], picked[-1]), max(picked[0], picked[-1]) + 1
-            region.append(slice(lo, hi))
-            if picked.step == 1:
-                post.append(slice(None))
-            else:  # the same positions, counted from the box's start
-                needed = True
-                moved = range(picked.start - lo, picked.stop - lo, picked.step)
-                stop: int | None = moved.stop if moved.stop >= 0 else None
-                post.append(slice(moved.start, stop, moved.step))
-        else:
-            raise IndexError(f"only integers, slices and ... are supported, got {k!r}")
-    return tuple(region), (tuple(post) if needed else ())
 
 
 # -- one chunk ---------------------------------------------------------------------------------
