@@ -372,14 +372,11 @@ class BioIOImageLoaderd(LoadLazyd):
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = super().__call__(data)
+        if self.lazy:
+            return d  # already in ``dtype``: the loader reads into it (``_lazy_dtype``)
         dtype = _np_dtype(self.dtype)
         for key in self.key_iterator(d):
-            array = d[key]
-            if not self.lazy:
-                d[key] = _read_whole(array, dtype)
-            elif dtype is not None and array.dtype != dtype:
-                itemsize = array.dtype.itemsize
-                d[key] = track(array.astype(dtype), source_itemsize=itemsize)
+            d[key] = _read_whole(d[key], dtype)
         return d
 
 
