@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from tlcore.bench.throughput import Settings, format_table, run
+from tlcore.cli.bench.throughput import Settings, format_table, run
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -231,10 +231,10 @@ list for every row unless the row says otherwise).
 
 ## How tlcore reads a crop
 
-`LoadLazyd` puts one sample's view of the reader under its key (`tlcore.regions.ReaderView`:
+`LoadLazyd` puts one sample's view of the reader under its key (`tlcore.lazy.regions.ReaderView`:
 the timepoint(s), the channels, Z kept or dropped): a dask array with one chunk grid and no
 indexing layer over the whole timepoint, whatever the number of chunks. A crop of it (tlcore's
-or MONAI's) remembers its selection, so `ComputeDaskd` (and `tlcore.compute.compute` outside
+or MONAI's) remembers its selection, so `ComputeDaskd` (and `tlcore.lazy.compute.compute` outside
 MONAI) reads it as one region through the plugin's `ArrayReader`, without replaying the dask
 graph; several timepoints are one read per run of consecutive timepoints. A plain slice chain
 over `open_lazy(...).data` is recognised by replaying only the crop's own tasks. Anything else
@@ -242,7 +242,7 @@ over `open_lazy(...).data` is recognised by replaying only the crop's own tasks.
 off (the `tlcore-dask` rows).
 
 The region is then decoded by tlcore's own decoder for local zarr arrays
-(`tlcore.zarrfast`, the default): it reads the touched chunk files itself, decodes them on a
+(`tlcore.decoders.zarrfast`, the default): it reads the touched chunk files itself, decodes them on a
 few plain threads (libzstd, c-blosc and zlib release the GIL), only as far as the crop needs
 (a zstd or zlib stream stops after the last needed byte, blosc decodes only the blocks that
 hold it), straight into the output. It gives zarr's pixels exactly and survives `fork`, so it

@@ -1,4 +1,4 @@
-"""Per-crop read time of :mod:`tlcore.zarrfast` against zarr slicing and tensorstore, on the
+"""Per-crop read time of :mod:`tlcore.decoders.zarrfast` against zarr slicing and tensorstore, on the
 throughput benchmark's dataset, in one process.
 
     .venv/bin/python benchmarks/zarrfast.py [--codec zstd|blosc|both] [--crops 200] [--passes 3]
@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from tlcore import zarrfast
-from tlcore.bench.throughput import Settings, make_dataset, random_crops
+from tlcore.cli.bench.throughput import Settings, make_dataset, random_crops
 
 Reader = Callable[[tuple[Any, ...]], np.ndarray]
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 import tlcore
-from tlcore.registry import get_registry
-from tlcore.source import Source
+from tlcore.io.source import Source
+from tlcore.readers.registry import get_registry
 
 # Readable samples: the reader that must open each, and what its first scene holds.
 READABLE = {

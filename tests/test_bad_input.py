@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from tlcore.cli import main
-from tlcore.validate import Problem, Report, _describe_failure, validate_manifest
+from tlcore.validation import Problem, Report, _describe_failure, validate_manifest
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ import pytest
 
 import tlcore
 from tlcore import remote
-from tlcore.manifest import read_manifest
-from tlcore.source import Source, redact
+from tlcore.io.source import Source, redact
+from tlcore.sampling.manifest import read_manifest
 
 from .cloud_proxy import CountingProxy
 

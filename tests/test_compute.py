@@ -1,4 +1,4 @@
-"""tlcore.compute: a slice chain over one ``as_dask`` array is read as one ArrayReader region,
+"""tlcore.lazy.compute: a slice chain over one ``as_dask`` array is read as one ArrayReader region,
 with exactly dask's pixels, on every plugin's files; anything else falls back to dask."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import tlcore
-from tlcore.compute import compute, find_region
 from tlcore.lazy import as_dask, read_stats
+from tlcore.lazy.compute import compute, find_region
 
 from .readers import NumpyArrayReader
 from .test_all_formats import READABLE

@@ -16,8 +16,8 @@ import zarr
 
 import tlcore
 from tlcore import decoders
-from tlcore.compute import compute, find_region
 from tlcore.lazy import read_stats
+from tlcore.lazy.compute import compute, find_region
 
 SHAPE = (2, 2, 8, 64, 96)
 CHUNKS = (1, 1, 4, 32, 32)
@@ -99,7 +99,7 @@ def test_forked_child_of_a_user_reads_through_the_plugin(
     assert os.waitstatus_to_exitcode(status) == 0
 
 
-# -- TLCORE_DECODER=tlcore: tlcore.zarrfast, safe under fork ------------------------------------
+# -- TLCORE_DECODER=tlcore: tlcore.decoders.zarrfast, safe under fork -------------------------
 def test_tlcore_decoder_reads_zarr_v2_and_v3(
     synthetic_store: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 import tlcore
-from tlcore.dataset import SampleError, TimelapseDataset
-from tlcore.manifest import ManifestRow, read_manifest
+from tlcore.sampling.manifest import ManifestRow, read_manifest
+from tlcore.training.dataset import SampleError, TimelapseDataset
 
 SHAPE = (12, 2, 4, 40, 48)  # T, C, Z, Y, X
 INTERVAL = 1.5

@@ -20,7 +20,6 @@ from monai.transforms import (
     ToTensord,
 )
 
-from tlcore.guards import LazyPipelineError
 from tlcore.transforms import (
     BioIOImageLoaderd,
     ComputeDaskd,
@@ -28,6 +27,7 @@ from tlcore.transforms import (
     LoadLazyd,
     WholeImageWarning,
 )
+from tlcore.transforms.guards import LazyPipelineError
 
 
 @pytest.fixture

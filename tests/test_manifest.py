@@ -8,7 +8,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tlcore.manifest import Columns, ManifestError, parse_channels, parse_scene, read_manifest
+from tlcore.sampling.manifest import (
+    Columns,
+    ManifestError,
+    parse_channels,
+    parse_scene,
+    read_manifest,
+)
 
 GUIDE_CSV = """path,channel,split,scene,resolution,start,stop
 images/timelapse1.nd2,0,train,0,0,0,500

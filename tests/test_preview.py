@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tlcore.preview import LABEL, TILE, preview
+from tlcore.cli.preview import LABEL, TILE, preview
 
 
 def test_preview_draws_what_training_draws(
@@ -16,7 +16,7 @@ def test_preview_draws_what_training_draws(
 ) -> None:
     from PIL import Image
 
-    from tlcore.datamodule import RandomTimelapseDatamodule
+    from tlcore.training.datamodule import RandomTimelapseDatamodule
 
     stores = [synthetic_store(f"p{i}.ome.zarr", shape=(6, 2, 4, 64, 64), chunks=(1, 1, 4, 32, 32),
                               seed=i) for i in range(2)]  # fmt: skip

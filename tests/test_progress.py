@@ -133,7 +133,7 @@ def test_a_cache_download_draws_a_bar_on_a_terminal(
     import s3fs
 
     from tlcore import remote
-    from tlcore.source import Source
+    from tlcore.io.source import Source
 
     payload = bytes(range(256)) * 64  # 16 KiB
     s3fs.S3FileSystem(**s3_server).pipe_file(f"{s3_new_bucket}/movie.nd2", payload)

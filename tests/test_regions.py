@@ -1,4 +1,4 @@
-"""tlcore.regions: selections become the fewest contiguous reads with numpy's pixels, and one
+"""tlcore.lazy.regions: selections become the fewest contiguous reads with numpy's pixels, and one
 sample's ReaderView (what LoadLazyd builds) is read as one region per crop, several
 timepoints included, whatever the chunk count of the image."""
 
@@ -14,10 +14,10 @@ import pytest
 import torch
 
 import tlcore
-from tlcore.compute import compute, find_region
-from tlcore.dataset import Batch, collate_samples
 from tlcore.lazy import read_stats
-from tlcore.regions import ReaderView, plan
+from tlcore.lazy.compute import compute, find_region
+from tlcore.lazy.regions import ReaderView, plan
+from tlcore.training.collate import Batch, collate_samples
 
 from .readers import NumpyArrayReader
 
@@ -175,7 +175,7 @@ def test_per_crop_graph_does_not_grow_with_the_chunk_count() -> None:
     """A 30-million-chunk image: the sample's graph holds only the crop's blocks."""
     from dask.blockwise import Blockwise
 
-    from tlcore.lazyarray import track
+    from tlcore.lazy.array import track
 
     big = NumpyArrayReader("big", np.zeros((1, 1, 1, 1, 1), np.uint8), (1, 1, 1, 1, 1))
     big.shape = (3000, 2, 50, 1000, 1000)  # metadata only: the read below stays in bounds

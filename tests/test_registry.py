@@ -7,7 +7,7 @@ import pytest
 
 import tlcore
 from tlcore import NoReaderError, ReaderError, Registry, Source
-from tlcore.registry import DISABLE_ENV, ORDER_ENV
+from tlcore.readers.registry import DISABLE_ENV, ORDER_ENV
 
 from .readers import Broken, FakeFormat
 

@@ -16,10 +16,11 @@ import torch
 
 import tlcore
 from tlcore.cli import main
-from tlcore.dataset import SampleError, TimelapseDataset, WorkerError
-from tlcore.manifest import read_manifest
+from tlcore.sampling.manifest import read_manifest
 from tlcore.testing import iowatch
-from tlcore.validate import ValidationError, _expected_chunks, validate_manifest
+from tlcore.training.dataset import SampleError, TimelapseDataset
+from tlcore.training.loader import WorkerError
+from tlcore.validation import ValidationError, _expected_chunks, validate_manifest
 
 SHAPE = (8, 2, 2, 32, 32)
 

@@ -1,4 +1,4 @@
-"""tlcore.zarrfast: the same pixels as zarr slicing over random regions (v2 and v3, every
+"""tlcore.decoders.zarrfast: the same pixels as zarr slicing over random regions (v2 and v3, every
 supported codec, several dtypes and byte orders, edge and missing chunks, fill values, key
 encodings), partial decoding really decoding less, refusal of what it does not support,
 reads in a forked child after use in the parent, and no file opened for writing."""

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from tlcore import _aliases
 from tlcore._version import __version__
-from tlcore.api import levels, list_scenes, open_lazy, time_axis
 from tlcore.errors import (
     LevelNotFoundError,
     NoReaderError,
@@ -17,16 +17,20 @@ from tlcore.errors import (
     SceneNotFoundError,
     TlcoreError,
 )
-from tlcore.hookspecs import hookimpl
 from tlcore.images import LazyImage
-from tlcore.registry import Registry, get_registry, reset_registry
-from tlcore.source import Source
+from tlcore.io.source import Source
+from tlcore.readers.api import levels, list_scenes, open_lazy, time_axis
+from tlcore.readers.hooks import ReaderHooks
+from tlcore.readers.hookspecs import hookimpl
+from tlcore.readers.registry import Registry, get_registry, reset_registry
 from tlcore.types import DIMS, Level, PixelSizes, ReaderInfo, TimeAxis
 
+_aliases.install()
+
 if TYPE_CHECKING:
-    from tlcore.datamodule import RandomTimelapseDatamodule
-    from tlcore.dataset import TimelapseDataset
-    from tlcore.remote import RemoteError
+    from tlcore.io.remote import RemoteError
+    from tlcore.training.datamodule import RandomTimelapseDatamodule
+    from tlcore.training.dataset import TimelapseDataset
     from tlcore.transforms import (
         BioIOImageLoaderd,
         ComputeDaskd,
@@ -36,17 +40,17 @@ if TYPE_CHECKING:
         OmeZarrReader,
         RandLazyCropd,
     )
-    from tlcore.validate import ValidationError, validate_manifest
+    from tlcore.validation import ValidationError, validate_manifest
 
 # Transforms, dataset and datamodule need MONAI, torch and Lightning: resolved on first
 # attribute access only.
 _LAZY = {
     "BioIOImageLoaderd": "tlcore.transforms",
-    "RandomTimelapseDatamodule": "tlcore.datamodule",
-    "TimelapseDataset": "tlcore.dataset",
-    "ValidationError": "tlcore.validate",
-    "RemoteError": "tlcore.remote",
-    "validate_manifest": "tlcore.validate",
+    "RandomTimelapseDatamodule": "tlcore.training.datamodule",
+    "TimelapseDataset": "tlcore.training.dataset",
+    "ValidationError": "tlcore.validation",
+    "RemoteError": "tlcore.io.remote",
+    "validate_manifest": "tlcore.validation",
     "ComputeDaskd": "tlcore.transforms",
     "LoadLazyd": "tlcore.transforms",
     "RandLazyCropd": "tlcore.transforms",
@@ -72,6 +76,7 @@ __all__ = [
     "RandLazyCropd",
     "RandomTimelapseDatamodule",
     "ReaderError",
+    "ReaderHooks",
     "RemoteError",
     "ReaderInfo",
     "Registry",

@@ -24,7 +24,7 @@ import pandas as pd
 paths = [f"/data/experiment/timelapse-{{i:05d}}.nd2" for i in range({N_FILES})]
 frame = pd.DataFrame({{"path": paths,
                       "channel": "0", "split": "train"}})
-import torch, tlcore.dataset, tlcore.manifest  # imports paid before the baseline
+import torch, tlcore.training.dataset, tlcore.sampling.manifest  # imports paid before the baseline
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t0 = time.perf_counter()
 """
@@ -33,8 +33,8 @@ t0 = time.perf_counter()
 _TLCORE = (
     _COMMON
     + """
-rows = tlcore.manifest.read_manifest(frame)["train"]
-dataset = tlcore.dataset.TimelapseDataset(rows, transforms=lambda d: d, num_timepoints=1)
+rows = tlcore.sampling.manifest.read_manifest(frame)["train"]
+dataset = tlcore.training.dataset.TimelapseDataset(rows, transforms=lambda d: d, num_timepoints=1)
 entries = len(dataset)
 """
 )

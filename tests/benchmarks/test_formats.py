@@ -40,7 +40,7 @@ if library == "tlcore":
     image = tlcore.open_lazy(path)
     open_s = time.perf_counter() - t0
     shape = image.shape
-    from tlcore.compute import compute  # what ComputeDaskd runs: one region read per crop
+    from tlcore.lazy.compute import compute  # what ComputeDaskd runs: one region read per crop
     def crop(t, y, x, h, w):
         return compute(image.data[t, :, :, y:y + h, x:x + w], "synchronous")
 else:

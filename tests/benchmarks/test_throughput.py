@@ -11,8 +11,8 @@ import pytest
 import zarr
 
 import tlcore
-from tlcore.bench.throughput import Settings, format_table, make_dataset, random_crops, run
-from tlcore.compute import compute
+from tlcore.cli.bench.throughput import Settings, format_table, make_dataset, random_crops, run
+from tlcore.lazy.compute import compute
 
 pytestmark = pytest.mark.benchmark
 

@@ -1,5 +1,5 @@
-"""Per-crop read time of tlcore.zarrfast (whole and partial decoding) against zarr slicing and
-tensorstore, interleaved in one process: a small version of ``benchmarks/zarrfast.py``, which
+"""Per-crop read time of tlcore.decoders.zarrfast (whole and partial decoding) against zarr
+slicing and tensorstore, interleaved in one process: a small version of ``benchmarks/zarrfast.py``, which
 measures the throughput benchmark's full dataset. Prints the table; asserts only that the
 pixels agree (the script checks every reader against zarr)."""
 
@@ -13,7 +13,7 @@ from types import ModuleType
 
 import pytest
 
-from tlcore.bench.throughput import Settings
+from tlcore.cli.bench.throughput import Settings
 
 pytestmark = pytest.mark.benchmark
 

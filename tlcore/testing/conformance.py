@@ -41,8 +41,8 @@ import numpy as np
 import pytest
 
 import tlcore
-from tlcore.registry import get_registry
-from tlcore.source import Source
+from tlcore.io.source import Source
+from tlcore.readers.registry import get_registry
 from tlcore.testing import chunking, iowatch
 from tlcore.testing.graph import array_reader, embedded_bytes
 from tlcore.testing.imports import hook_module_imports
@@ -257,7 +257,7 @@ class ReaderConformance:
         return max(self.metadata_floor_bytes, int(self.metadata_fraction * size))
 
     def test_metadata_hooks_read_no_pixels(self, expected: Expected, tmp_path: Path) -> None:
-        from tlcore.lazy import read_stats
+        from tlcore.lazy.reader import read_stats
 
         reg = get_registry()
         before = read_stats.snapshot()

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from tlcore.lazy import ArrayReader
+from tlcore.lazy.reader import ArrayReader
 
 
 def _children(node: Any) -> Iterator[Any]:
@@ -55,7 +55,7 @@ def first_task(data: Any) -> Any:
 
 
 def array_reader(data: Any) -> ArrayReader | None:
-    """The :class:`ArrayReader` a dask array built with :func:`tlcore.lazy.as_dask` reads
+    """The :class:`ArrayReader` a dask array built with :func:`tlcore.lazy.reader.as_dask` reads
     through, or None (the plugin built its array another way)."""
     try:
         return _find_reader(first_task(data))

@@ -21,9 +21,9 @@ import pytest
 
 import tlcore
 from tlcore import Source
-from tlcore_nd2 import reader as hooks
 from tlcore_nd2.array import FrameFile, ND2ArrayReader
 from tlcore_nd2.metadata import load, scene_ids
+from tlcore_nd2.reader import hooks
 
 ROOT = Path(__file__).resolve().parents[3]
 TLCORE = str(ROOT / ".venv" / "bin" / "tlcore")

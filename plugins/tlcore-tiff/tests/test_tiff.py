@@ -17,8 +17,8 @@ import pytest
 import tifffile
 
 import tlcore
-from tlcore.registry import get_registry
-from tlcore.source import Source
+from tlcore.io.source import Source
+from tlcore.readers.registry import get_registry
 
 Writers = dict[str, Callable[[Path], Any]]
 TLCORE = Path(sys.executable).with_name("tlcore")

@@ -14,6 +14,19 @@ def _scene_meta(source: Source, scene: int) -> FileMeta:
     return meta
 
 
+# The first four bytes of a modern ND2 file and of a legacy (JPEG 2000) one.
+_MAGIC = (b"\xda\xce\xbe\n", b"\x00\x00\x00\x0c")
+
+
+def can_open(source: Source) -> bool | str:
+    if not source.is_local:
+        return "the nd2 reader needs a local file (copy it locally first)"
+    head = source.read_bytes(0, 4)
+    if head not in _MAGIC:
+        return f"not an ND2 file: it does not start with the ND2 signature (got {head!r})"
+    return True
+
+
 def list_scenes(source: Source) -> list[str]:
     return list(load(source).scene_ids)
 

@@ -37,6 +37,13 @@ class ZarrArrayReader(ArrayReader):
     def identity(self) -> tuple[Any, ...]:
         return (self.source.key, self.path)
 
+    def decoder_handle(self) -> Any | None:
+        # tlcore's own decoder (or TLCORE_DECODER's) reads local arrays it supports faster
+        # than zarr; it answers None for the rest (remote stores, sharding), read by zarr.
+        from tlcore.decoders import handle_for
+
+        return handle_for(self)
+
     def _open(self) -> zarr.Array[Any]:
         return zarr.open_array(store=open_store(self.source), path=self.path, mode="r")
 

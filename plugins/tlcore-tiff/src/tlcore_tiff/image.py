@@ -12,7 +12,7 @@ from tlcore_tiff.opening import TIFF_MAGIC, read_header
 from tlcore_tiff.options import OptionError
 
 
-def can_open(source: Source, mode: str) -> bool | str:
+def can_open(source: Source, *, mode: str) -> bool | str:
     try:
         if read_header(source, 4) not in TIFF_MAGIC:
             return "not a TIFF file (no TIFF header)"
@@ -42,16 +42,16 @@ def _scene(source: Source, mode: str, scene: int) -> SceneMeta:
     return meta
 
 
-def list_scenes(source: Source, mode: str) -> list[str]:
+def list_scenes(source: Source, *, mode: str) -> list[str]:
     return [s.id for s in _meta(source, mode).scenes]
 
 
-def levels(source: Source, mode: str, scene: int) -> list[Level]:
+def levels(source: Source, scene: int, *, mode: str) -> list[Level]:
     meta = _scene(source, mode, scene)
     return [Level(i, lv.shape, lv.downsampling, lv.chunks) for i, lv in enumerate(meta.levels)]
 
 
-def time_axis(source: Source, mode: str, scene: int) -> TimeAxis:
+def time_axis(source: Source, scene: int, *, mode: str) -> TimeAxis:
     return _scene(source, mode, scene).time_axis
 
 
@@ -65,7 +65,7 @@ def _level_pixel_sizes(meta: SceneMeta, level: int) -> PixelSizes:
     )
 
 
-def open_lazy(source: Source, mode: str, scene: int, level: int) -> LazyImage:
+def open_lazy(source: Source, scene: int, level: int, *, mode: str) -> LazyImage:
     meta = _scene(source, mode, scene)
     reader = TiffArrayReader(source, mode, meta, level)
     return LazyImage(

@@ -1,0 +1,97 @@
+"""TimelapseDataLoader: a DataLoader that can stop and resume mid-epoch (``state_dict``), and
+turns a dead or stalled worker into one error that says what to do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from torch.utils.data import DataLoader
+
+from tlcore.errors import TlcoreError
+from tlcore.training.dataset import TimelapseDataset
+from tlcore.training.sampler import TimelapseSampler
+
+
+class WorkerError(TlcoreError):
+    """A DataLoader worker died or stalled: the run ends with this instead of hanging."""
+
+
+class TimelapseDataLoader(DataLoader[dict[str, Any]]):
+    """A DataLoader that can say where it is in an epoch and resume there.
+
+    ``state_dict()`` is ``{"epoch", "batches"}``: the epoch being read and the batches this
+    rank has handed out of it (or what ``progress()`` reports: the datamodule passes what the
+    trainer really trained on); ``load_state_dict`` makes the next pass start there. Lightning
+    saves and restores it with its checkpoints.
+    """
+
+    def __init__(
+        self,
+        dataset: TimelapseDataset,
+        progress: Callable[[], Mapping[str, int] | None] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(dataset, **kwargs)
+        self.progress = progress
+        self._batches = 0
+        self._epoch = self._sampler().epoch
+
+    def _sampler(self) -> TimelapseSampler:
+        sampler = self.sampler
+        if not isinstance(sampler, TimelapseSampler):
+            raise TypeError("TimelapseDataLoader needs a TimelapseSampler")
+        return sampler
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        sampler = self._sampler()
+        self._epoch = sampler.epoch
+        self._batches = sampler.skip // max(self.batch_size or 1, 1)
+        batches = super().__iter__()
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                break
+            except RuntimeError as exc:
+                raise _worker_error(exc, self) from exc
+            self._batches += 1
+            yield batch
+        self._epoch, self._batches = sampler.epoch, 0
+
+    def state_dict(self) -> dict[str, int]:
+        """``progress`` (the datamodule's view of what was trained on) wins when it has one."""
+        known = self.progress() if self.progress is not None else None
+        if known is not None:
+            return dict(known)
+        return {"epoch": self._epoch, "batches": self._batches}
+
+    def load_state_dict(self, state: Mapping[str, int]) -> None:
+        sampler = self._sampler()
+        sampler.set_epoch(int(state["epoch"]))
+        sampler.skip = int(state["batches"]) * max(self.batch_size or 1, 1)
+        self._epoch, self._batches = int(state["epoch"]), int(state["batches"])
+
+
+def _worker_error(exc: RuntimeError, loader: TimelapseDataLoader) -> RuntimeError | WorkerError:
+    """torch's messages for a dead or stalled worker, turned into one that says what to do."""
+    text = str(exc)
+    dataset = loader.dataset
+    split = getattr(dataset, "split", "?")
+    where = f"the {split!r} DataLoader ({loader.num_workers} worker(s), batch {loader._batches})"
+    if "timed out" in text:
+        return WorkerError(
+            f"{where}: no batch came back within timeout={loader.timeout:g} s, so the run was "
+            "stopped instead of hanging. A read is stalled (unreachable storage, a lock, a "
+            "reader that blocks); run with num_workers=0 to see where, or raise the "
+            f"datamodule's worker_timeout if reads are really this slow. ({text})"
+        )
+    if "exited unexpectedly" in text or "killed by signal" in text:
+        return WorkerError(
+            f"{where}: a worker died ({text.splitlines()[0]}). Killed by the system usually "
+            "means out of memory: `tlcore validate MANIFEST --batch-size N` estimates the "
+            "memory per worker; lower num_workers or batch_size, or run with num_workers=0 to "
+            "see a crash in the main process."
+        )
+    return exc

@@ -1,0 +1,34 @@
+"""What every DataLoader worker does first (:func:`worker_init`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from tlcore.readers import cache
+
+
+def worker_init(worker_id: int) -> None:
+    """Set up a DataLoader worker: one torch thread, dask's synchronous scheduler, no file
+    handles inherited from the parent, global RNGs seeded per worker (for user code that
+    uses them; tlcore's own draws do not), and decoders sharing the cores with the other
+    workers (:func:`tlcore.lazy.cpu.set_sharing`)."""
+    import gc
+    import random
+
+    import dask
+
+    from tlcore.lazy import cpu
+
+    info = torch.utils.data.get_worker_info()
+    cpu.set_sharing(info.num_workers if info is not None else 1)
+
+    # The parent's objects stay untouched by this worker's collections, so its pages stay
+    # shared instead of being copied into every worker.
+    gc.freeze()
+    torch.set_num_threads(1)
+    dask.config.set(scheduler="synchronous")
+    cache.clear()
+    seed = torch.initial_seed() % 2**32
+    random.seed(seed)
+    np.random.seed(seed)  # for user transforms that use numpy's global state

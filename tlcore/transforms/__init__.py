@@ -1,0 +1,81 @@
+"""MONAI-style dictionary transforms for the lazy path: load lazily, crop lazily, compute the
+crop only.
+
+    Compose([
+        LoadLazyd(keys="raw"),                         # a dask array, metadata only
+        RandLazyCropd(keys="raw", roi_size=(16, 64, 64)),  # or MONAI's RandSpatialCropd
+        ComputeDaskd(keys="raw", dtype="float32"),     # reads only the crop -> torch.Tensor
+        ...                                            # any MONAI transform from here on
+    ])
+
+Spatial crops are the only MONAI transforms that work on dask arrays (see docs/lazy-path.md for
+the measured list); put everything else after :class:`ComputeDaskd`.
+
+One module per kind: :mod:`~tlcore.transforms.load` (``LoadLazyd``),
+:mod:`~tlcore.transforms.loaders` (the guides' and MONAI's signatures),
+:mod:`~tlcore.transforms.crop` (``RandLazyCropd``), :mod:`~tlcore.transforms.compute`
+(``ComputeDaskd``), :mod:`~tlcore.transforms.guards` (a transform in the wrong place names
+itself), :mod:`~tlcore.transforms.foreground` (foreground-weighted crop origins),
+:mod:`~tlcore.transforms.meta` (the metadata and crop box). The transforms import MONAI and
+torch, so names here load on first access: ``tlcore.transforms.guards`` alone stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tlcore.transforms.compute import ComputeDaskd, WholeImageWarning
+    from tlcore.transforms.crop import RandLazyCropd
+    from tlcore.transforms.foreground import Foreground
+    from tlcore.transforms.guards import LazyPipelineError
+    from tlcore.transforms.load import LoadLazyd
+    from tlcore.transforms.loaders import (
+        BioIOImageLoaderd,
+        LoadImaged,
+        OmeZarrReader,
+        TlcoreReader,
+    )
+    from tlcore.transforms.meta import meta_key
+
+_HOMES = {
+    "BioIOImageLoaderd": "loaders",
+    "ComputeDaskd": "compute",
+    "Foreground": "foreground",
+    "LazyPipelineError": "guards",
+    "LoadImaged": "loaders",
+    "LoadLazyd": "load",
+    "OmeZarrReader": "loaders",
+    "RandLazyCropd": "crop",
+    "TlcoreReader": "loaders",
+    "WholeImageWarning": "compute",
+    "meta_key": "meta",
+}
+
+__all__ = [
+    "BioIOImageLoaderd",
+    "ComputeDaskd",
+    "Foreground",
+    "LazyPipelineError",
+    "LoadImaged",
+    "LoadLazyd",
+    "OmeZarrReader",
+    "RandLazyCropd",
+    "TlcoreReader",
+    "WholeImageWarning",
+    "meta_key",
+]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'tlcore.transforms' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"tlcore.transforms.{home}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
