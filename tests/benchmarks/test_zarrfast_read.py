@@ -1,6 +1,6 @@
 """Per-crop read time of tlcore.decoders.zarrfast (whole and partial decoding) against zarr
-slicing and tensorstore, interleaved in one process: a small version of ``benchmarks/zarrfast.py``, which
-measures the throughput benchmark's full dataset. Prints the table; asserts only that the
+slicing and tensorstore, interleaved in one process: a small version of ``benchmarks/zarrfast.py``,
+which measures the throughput benchmark's full dataset. Prints the table; asserts only that the
 pixels agree (the script checks every reader against zarr)."""
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 ``TLCORE_DECODER``:
 
 * ``tlcore``: tlcore's own reader (:mod:`tlcore.decoders.zarrfast`): the touched chunk files
-  are read and decoded on a few plain threads per process, only as far as the region needs;
-  safe with the default ``fork`` start method, before or after the parent read anything. Arrays it does
+  are read and decoded on a few plain threads per process, only as far as the region needs; safe
+  with the default ``fork`` start method, before or after the parent read anything. Arrays it does
   not support (sharding, filters, other codecs; see
   :func:`tlcore.decoders.zarrfast.unsupported_reason`) read through zarr as usual;
 * ``tensorstore``: the region is read by tensorstore (C++, decodes the touched chunks on

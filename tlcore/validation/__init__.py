@@ -2,13 +2,13 @@
 cost when it passes.
 
 Each row is checked through the same public open path training uses
-(:func:`tlcore.readers.cache.open_cached`, hence :func:`tlcore.open_lazy` and the reader
-registry, local or remote), so whatever would fail in a DataLoader worker hours into a run
-fails here first: a missing or unreadable file, a file no installed reader opens, a scene,
-level or channel the file does not have, a time range outside the file, a crop larger than the image. Files open in a
-bounded thread pool (one task per distinct file, scene and level; rows that share them share the
-result), and one chunk per scene is read so that files whose metadata opens but whose pixels do
-not (LIF lambda scans, FLIM OME-TIFF) are caught too. Nothing is ever written.
+(:func:`tlcore.readers.cache.open_cached`, hence :func:`tlcore.open_lazy` and the reader registry,
+local or remote), so whatever would fail in a DataLoader worker hours into a run fails here first: a
+missing or unreadable file, a file no installed reader opens, a scene, level or channel the file
+does not have, a time range outside the file, a crop larger than the image. Files open in a bounded
+thread pool (one task per distinct file, scene and level; rows that share them share the result),
+and one chunk per scene is read so that files whose metadata opens but whose pixels do not (LIF
+lambda scans, FLIM OME-TIFF) are caught too. Nothing is ever written.
 
 Only the standard library is imported here; the manifest reader (pandas) and the readers load
 when a check runs.
