@@ -9,7 +9,7 @@ import pytest
 from tlcore import Level, ReaderInfo, Source, TimeAxis
 from tlcore.lazy import read_stats, split_index
 
-from .readers import NumpyArrayReader
+from .support.readers import NumpyArrayReader
 
 
 def test_reader_info_extension_matching() -> None:

@@ -19,7 +19,7 @@ import pytest
 
 import tlcore
 
-from ..cloud_proxy import CountingProxy
+from ..support.cloud_proxy import CountingProxy
 
 pytestmark = pytest.mark.benchmark
 

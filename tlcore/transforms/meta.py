@@ -9,6 +9,10 @@ from typing import Any
 
 from monai.data import MetaTensor
 
+from tlcore.vocabulary import meta_key
+
+__all__ = ["TENSOR_META", "meta_key", "monai_box", "tensor_meta", "with_box"]
+
 
 def monai_box(value: MetaTensor) -> tuple[int, ...] | None:
     """The box MONAI's crops cut from an eager image, from the tensor's applied operations;

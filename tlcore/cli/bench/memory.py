@@ -508,6 +508,6 @@ def _main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    from tlcore.cli.app import main
+    from tlcore.cli import main
 
     sys.exit(main(["bench", "memory", *sys.argv[1:]]))

@@ -55,7 +55,7 @@ def test_preview_command_with_arguments_and_with_a_config(
     store = synthetic_store("c.ome.zarr", shape=(4, 1, 16, 80, 80), chunks=(1, 1, 8, 40, 40))
     manifest = tmp_path / "m.csv"
     pd.DataFrame({"path": [store.name], "split": ["train"]}).to_csv(manifest, index=False)
-    config = Path(__file__).resolve().parents[1] / "configs" / "data" / "denoise_3d.yaml"
+    config = Path(__file__).resolve().parents[2] / "configs" / "data" / "denoise_3d.yaml"
     for extra in (["--patch-shape", "8", "32", "32"], ["--config", str(config)]):
         out = tmp_path / f"preview{len(extra)}.png"
         result = subprocess.run(

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "data"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "data"
 
 
 class _AnyChannels(torch.nn.Module):

@@ -20,7 +20,8 @@ from tlcore.sampling.manifest import read_manifest
 from tlcore.testing import iowatch
 from tlcore.training.dataset import SampleError, TimelapseDataset
 from tlcore.training.loader import WorkerError
-from tlcore.validation import ValidationError, _expected_chunks, validate_manifest
+from tlcore.validation import ValidationError, validate_manifest
+from tlcore.validation.cost import expected_chunks
 
 SHAPE = (8, 2, 2, 32, 32)
 
@@ -92,7 +93,7 @@ def test_cost_estimate(stores: list[Path], capsys: pytest.CaptureFixture[str]) -
     # uint16 crops of 1x8x8, 2 timepoints: 1 and 2 channels
     assert cost.sample_bytes == (2 * 1 + 2 * 2) * 64 * 2 / 2
     # an 8-wide window over 16-wide chunks of a 32-wide axis touches 1.3 chunks on average
-    per_axis = _expected_chunks(32, 8, 16)
+    per_axis = expected_chunks(32, 8, 16)
     assert per_axis == pytest.approx(1 + 7 / 25)
     assert cost.decoded_bytes == pytest.approx((2 * 1 + 2 * 2) / 2 * (per_axis * 16) ** 2 * 2)
     assert cost.amplification == pytest.approx(cost.decoded_bytes / cost.sample_bytes)

@@ -9,7 +9,7 @@ import tlcore
 from tlcore import NoReaderError, ReaderError, Registry, Source
 from tlcore.readers.registry import DISABLE_ENV, ORDER_ENV
 
-from .readers import Broken, FakeFormat
+from ..support.readers import Broken, FakeFormat
 
 
 @pytest.fixture

@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 from tlcore.cli import main
-from tlcore.validation import Problem, Report, _describe_failure, validate_manifest
+from tlcore.validation import Problem, Report, validate_manifest
+from tlcore.validation.rows import _describe_failure
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ import tlcore
 from tlcore.lazy import as_dask, read_stats
 from tlcore.lazy.compute import compute, find_region
 
-from .readers import NumpyArrayReader
-from .test_all_formats import READABLE
+from ..readers.test_formats import READABLE
+from ..support.readers import NumpyArrayReader
 
 DATA = np.arange(2 * 3 * 8 * 16 * 16, dtype=np.uint16).reshape(2, 3, 8, 16, 16)
 

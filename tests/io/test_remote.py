@@ -20,7 +20,7 @@ from tlcore import remote
 from tlcore.io.source import Source, redact
 from tlcore.sampling.manifest import read_manifest
 
-from .cloud_proxy import CountingProxy
+from ..support.cloud_proxy import CountingProxy
 
 SECRET = "s3cr3t-DO-NOT-PRINT-4711"
 # Fail fast in fault tests: one attempt each at tlcore's and botocore's level, short timeouts.

@@ -19,7 +19,7 @@ from tlcore.lazy.compute import compute, find_region
 from tlcore.lazy.regions import ReaderView, plan
 from tlcore.training.collate import Batch, collate_samples
 
-from .readers import NumpyArrayReader
+from ..support.readers import NumpyArrayReader
 
 DATA = np.arange(5 * 4 * 6 * 20 * 24, dtype=np.uint16).reshape(5, 4, 6, 20, 24)
 CHUNKS = (1, 1, 3, 8, 8)
