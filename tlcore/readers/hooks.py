@@ -11,7 +11,8 @@ and reader choice stay fast::
         "my_package.image",
     )
 
-with the entry point ``my-format = "my_package.reader:hooks"``. ``my_package.image`` defines
+with the entry point ``my-format = "my_package.reader"`` (a module's ``hooks`` is the plugin;
+``"my_package.reader:hooks"`` says the same). ``my_package.image`` defines
 the hook functions it has, under the hooks' names and signatures (``can_open(source)``,
 ``list_scenes(source)``, ``levels(source, scene)``, ``time_axis(source, scene)``,
 ``open_lazy(source, scene, level)``); a hook it does not define answers None, which tlcore

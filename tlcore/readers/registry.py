@@ -137,8 +137,7 @@ class Registry:
             self._records[ep.name] = PluginRecord(ep.name, "disabled", **base)
             return
         try:
-            plugin = ep.load()
-            info = self._register(plugin, ep.name)
+            info = self._register(_plugin_object(ep.load()), ep.name)
         except Exception as exc:  # a broken plugin must not break the others
             message = f"{type(exc).__name__}: {exc}"
             self._records[ep.name] = PluginRecord(ep.name, "failed", error=message, **base)
@@ -387,6 +386,19 @@ class Registry:
 
 _default: Registry | None = None
 _default_lock = threading.Lock()
+
+
+def _plugin_object(loaded: Any) -> Any:
+    """What an entry point names, as pluggy registers it: a hook module declared with
+    :class:`~tlcore.readers.hooks.ReaderHooks` (``my_package.reader``, whose ``hooks`` is that
+    object) is the object; anything else (a module of ``@hookimpl`` functions, a hook object
+    named with ``module:attribute``) is itself."""
+    from types import ModuleType
+
+    from tlcore.readers.hooks import ReaderHooks
+
+    hooks = getattr(loaded, "hooks", None) if isinstance(loaded, ModuleType) else None
+    return hooks if isinstance(hooks, ReaderHooks) else loaded
 
 
 def get_registry() -> Registry:

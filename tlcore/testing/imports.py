@@ -22,7 +22,8 @@ module_name, _, attr = {value!r}.partition(":")
 plugin = importlib.import_module(module_name)
 for part in filter(None, attr.split(".")):
     plugin = getattr(plugin, part)
-plugin.reader_info()
+from tlcore.readers.registry import _plugin_object
+_plugin_object(plugin).reader_info()
 added = sorted(set(sys.modules) - before)
 print("TLCORE-IMPORTS:" + json.dumps(added))
 """
