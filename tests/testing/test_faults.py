@@ -35,7 +35,7 @@ class Fault:
     reference: bool = True
 
 
-OPEN_LAZY = "def open_lazy(source: Source) -> LazyImage:\n    meta = read_meta(source)\n"
+OPEN_LAZY = "def open_lazy(source: Source, scene: int, level: int) -> LazyImage:\n    meta = read_meta(source)\n"
 READ_FRAME = 'frame = np.load(handle[ti], mmap_mode="r")'
 CHUNKS = "return (1, shape[1], shape[2], shape[3], shape[4])"
 
@@ -83,8 +83,8 @@ FAULTS: dict[str, Fault] = {
         ("stack.py", "return (self.key,)", "return (self.key, id(self))"),
     )),
     "heavy-hook-module": Fault("light-hook-module", "test_hook_module_is_light", (
-        ("reader.py", "from tlcore import ReaderInfo, hookimpl\n",
-         "import dask.array  # noqa: F401\n\nfrom tlcore import ReaderInfo, hookimpl\n"),
+        ("reader.py", "from tlcore import ReaderHooks, ReaderInfo\n",
+         "import dask.array  # noqa: F401\n\nfrom tlcore import ReaderHooks, ReaderInfo\n"),
     )),
     "every-timepoint-the-first": Fault("reference", "test_pixels_match_reference", (
         ("stack.py", READ_FRAME, READ_FRAME.replace("handle[ti]", "handle[0]")),
