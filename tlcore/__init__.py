@@ -26,6 +26,7 @@ from tlcore.types import DIMS, Level, PixelSizes, ReaderInfo, TimeAxis
 if TYPE_CHECKING:
     from tlcore.datamodule import RandomTimelapseDatamodule
     from tlcore.dataset import TimelapseDataset
+    from tlcore.prediction import predict
     from tlcore.remote import RemoteError
     from tlcore.transforms import (
         BioIOImageLoaderd,
@@ -46,6 +47,7 @@ _LAZY = {
     "TimelapseDataset": "tlcore.dataset",
     "ValidationError": "tlcore.validate",
     "RemoteError": "tlcore.remote",
+    "predict": "tlcore.prediction",
     "validate_manifest": "tlcore.validate",
     "ComputeDaskd": "tlcore.transforms",
     "LoadLazyd": "tlcore.transforms",
@@ -87,6 +89,7 @@ __all__ = [
     "levels",
     "list_scenes",
     "open_lazy",
+    "predict",
     "reset_registry",
     "time_axis",
     "validate_manifest",

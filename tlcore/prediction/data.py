@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from tlcore.images import LazyImage
+from tlcore.prediction.errors import PredictionError
 from tlcore.prediction.grid import Plan, TileId, UnitId
 
 __all__ = ["TileBatches", "load_model", "needed_batches"]
@@ -98,14 +99,14 @@ def load_model(
     ``state_dict``) loaded into it, strictly.
 
     Raises:
-        ValueError: a malformed spec, or a checkpoint whose keys do not fit the model.
+        PredictionError: a malformed spec, or a checkpoint whose keys do not fit the model.
         TypeError: the callable did not return a ``torch.nn.Module``.
     """
     model: Any = spec
     if isinstance(spec, str):
         module_name, _, attr = spec.partition(":")
         if not module_name or not attr:
-            raise ValueError(
+            raise PredictionError(
                 f"--model {spec!r}: expected MODULE:CALLABLE, e.g. mypkg.models:build_unet"
             )
         try:
@@ -113,7 +114,7 @@ def load_model(
             for part in attr.split("."):
                 target = getattr(target, part)
         except (ImportError, AttributeError) as exc:
-            raise ValueError(
+            raise PredictionError(
                 f"--model {spec!r}: cannot import it ({exc}); is the package installed, or on "
                 "PYTHONPATH?"
             ) from exc
@@ -132,7 +133,7 @@ def _load_checkpoint(model: torch.nn.Module, path: str | os.PathLike[str]) -> No
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]  # a Lightning checkpoint
     if not isinstance(state, dict):
-        raise ValueError(f"{path}: not a state dict or a Lightning checkpoint")
+        raise PredictionError(f"{path}: not a state dict or a Lightning checkpoint")
     wanted = set(model.state_dict())
     if set(state) != wanted:
         # A LightningModule saved the network as an attribute (`self.net = ...`): strip it.
@@ -144,4 +145,4 @@ def _load_checkpoint(model: torch.nn.Module, path: str | os.PathLike[str]) -> No
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise ValueError(f"{path} does not fit the model: {exc}") from exc
+        raise PredictionError(f"{path} does not fit the model: {exc}") from exc

@@ -126,9 +126,9 @@ class Axis:
             w = np.ones(length)
             ramp = (np.arange(self.overlap) + 0.5) / self.overlap
             # Ramps only on sides that meet a neighbour; symmetric ramps sum to 1 there.
-            if k0 > 0:
+            if i > 0:
                 w[: self.overlap] = np.minimum(w[: self.overlap], ramp[:length])
-            if k1 < self.size:
+            if i < len(self.keep) - 1:
                 w[-self.overlap :] = np.minimum(w[-self.overlap :], ramp[::-1][-length:])
         else:  # gaussian, sigma an eighth of the kept length, as MONAI's sliding window
             sigma = max(length / 8.0, 0.5)

@@ -15,7 +15,8 @@ from tlcore.images import LazyImage
 from tlcore.memory import TreeMemory
 from tlcore.prediction.assemble import Assembler
 from tlcore.prediction.data import TileBatches, load_model, needed_batches
-from tlcore.prediction.grid import Plan
+from tlcore.prediction.errors import PredictionError
+from tlcore.prediction.grid import BLENDS, Plan
 from tlcore.prediction.writer import OutputStore, ome_attributes
 from tlcore.progress import Bar
 
@@ -39,7 +40,7 @@ class _EtaBar(Bar):
 def _zyx(value: int | ZYX, name: str, minimum: int) -> tuple[int, int, int]:
     values = (value,) * 3 if isinstance(value, int) else tuple(int(v) for v in value)
     if len(values) != 3 or any(v < minimum for v in values):
-        raise ValueError(f"{name} must be {minimum} or more per Z, Y, X; got {value!r}")
+        raise PredictionError(f"{name} must be {minimum} or more per Z, Y, X; got {value!r}")
     return values[0], values[1], values[2]
 
 
@@ -55,7 +56,7 @@ def _time_range(time: Any, size: int, where: str) -> range:
         raise TypeError(f"time must be 'START:STOP', a slice or a (start, stop) pair; got {time!r}")
     picked = range(size)[time.start : time.stop : time.step]
     if not len(picked):
-        raise ValueError(f"{where}: time {time} selects no frame of its {size} timepoints")
+        raise PredictionError(f"{where}: time {time} selects no frame of its {size} timepoints")
     return picked
 
 
@@ -68,7 +69,7 @@ def _channels(channels: Any, image: LazyImage, where: str) -> list[int] | None:
     n = image.shape[1]
     bad = [c for c in picked if not 0 <= c < n]
     if bad or not picked:
-        raise ValueError(
+        raise PredictionError(
             f"{where}: channels {picked} do not exist; it has {n} channel(s), 0-{n - 1} "
             f"({', '.join(image.channel_names)})"
         )
@@ -112,11 +113,13 @@ class Job:
         )
         shards = None if kw["shards"] is None else _zyx(kw["shards"], "shards", 1)
         if shards is not None and any(s % c for s, c in zip(shards, chunks)):
-            raise ValueError(f"shards {shards} must be multiples of the chunks {chunks}")
+            raise PredictionError(f"shards {shards} must be multiples of the chunks {chunks}")
         unit = shards or chunks
         batch_size = int(kw["batch_size"])
         if batch_size < 1 or int(kw["levels"]) < 1:
-            raise ValueError("batch_size and levels must be at least 1")
+            raise PredictionError("batch_size and levels must be at least 1")
+        if kw["blend"] not in BLENDS:
+            raise PredictionError(f"blend must be one of {', '.join(BLENDS)}; got {kw['blend']!r}")
         plan = Plan(len(times), shape, tile, halo, overlap, unit, kw["blend"])
         dtype = str(np.dtype(kw["dtype"]))
         settings = {
@@ -138,7 +141,7 @@ class Job:
         return torch.from_numpy(data.read((0, 0, 0, 0))[None])
 
     def check_output(self, x: torch.Tensor, y: Any) -> None:
-        """Raise ValueError unless ``y`` is (B, C_out, Z, Y, X) for the input ``x``."""
+        """Raise PredictionError unless ``y`` is (B, C_out, Z, Y, X) for the input ``x``."""
         shape = tuple(getattr(y, "shape", ()))
         if (
             not isinstance(y, torch.Tensor)
@@ -146,7 +149,7 @@ class Job:
             or shape[0] != x.shape[0]
             or shape[2:] != tuple(x.shape[2:])
         ):
-            raise ValueError(
+            raise PredictionError(
                 f"the model maps an input of shape {tuple(x.shape)} (B, C_in, Z, Y, X) to "
                 f"{shape if isinstance(y, torch.Tensor) else type(y).__name__}; tlcore predict "
                 "needs (B, C_out, Z, Y, X) of the same spatial size. Pad or crop inside the "
@@ -264,7 +267,7 @@ def predict(
 
     Raises:
         FileExistsError: ``out`` exists and neither ``overwrite`` nor ``resume`` is set.
-        ValueError: bad settings, the output overlapping the input, a resume with other
+        PredictionError: (a ValueError) bad settings, the output overlapping the input, a resume with other
             settings, or a model whose output does not fit (naming both shapes).
     """
     start = _time.perf_counter()

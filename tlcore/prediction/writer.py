@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from tlcore.images import LazyImage
+from tlcore.prediction.errors import PredictionError
 from tlcore.prediction.grid import UnitId
 
 __all__ = ["RECORD_DIR", "OutputStore", "ome_attributes"]
@@ -113,10 +114,10 @@ class OutputStore:
         """Check that ``path`` may be written; True when it holds a run to resume.
 
         Raises:
-            ValueError: ``path`` is (or is inside, or holds) an input file.
+            PredictionError: ``path`` is (or is inside, or holds) an input file.
             FileExistsError: ``path`` exists and neither ``overwrite`` nor ``resume`` is set,
                 or ``overwrite`` would delete something that is not a zarr store.
-            ValueError: ``resume`` on a store written with other settings.
+            PredictionError: ``resume`` on a store written with other settings.
         """
         out = Path(path).resolve()
         for uri in inputs:
@@ -124,7 +125,7 @@ class OutputStore:
                 continue
             src = Path(uri.removeprefix("file://")).resolve()
             if out == src or src in out.parents or out in src.parents:
-                raise ValueError(
+                raise PredictionError(
                     f"the output {path} would overlap the input {uri}: inputs are never "
                     "written; choose an --out outside it"
                 )
@@ -133,7 +134,7 @@ class OutputStore:
         if resume and (out / "zarr.json").is_file():
             previous = _read_settings(out)
             if previous is None:
-                raise ValueError(
+                raise PredictionError(
                     f"{path} is not a store written by tlcore predict (no 'tlcore' settings in "
                     "its zarr.json): nothing to resume; use --overwrite or another --out"
                 )
@@ -142,7 +143,7 @@ class OutputStore:
                 shown = "; ".join(
                     f"{k}: was {previous.get(k)!r}, now {settings.get(k)!r}" for k in differ
                 )
-                raise ValueError(
+                raise PredictionError(
                     f"cannot resume {path}: it was written with other settings ({shown}); "
                     "rerun with the same settings, or use --overwrite"
                 )
