@@ -64,8 +64,9 @@ def measure(way: str, store: str, out: str) -> dict[str, object]:
             np.save(out, np.concatenate(outs))
     seconds = time.perf_counter() - start
     voxels = int(np.prod(tlcore.open_lazy(store).shape)) // tlcore.open_lazy(store).shape[1]
+    rss_mib = (memory.peak_rss or 0) >> 20
     return {"way": way, "seconds": round(seconds, 2), "voxels": voxels,
-            "voxels_per_s": round(voxels / seconds), "peak_rss_mib": (memory.peak_rss or 0) >> 20}  # fmt: skip
+            "voxels_per_s": round(voxels / seconds), "peak_rss_mib": rss_mib}  # fmt: skip
 
 
 def test_predict_flat_memory_against_monai(tmp_path: Path) -> None:
@@ -84,8 +85,10 @@ def test_predict_flat_memory_against_monai(tmp_path: Path) -> None:
             rows.append({"size": name, **json.loads(done.stdout.strip().splitlines()[-1])})
     print()
     for row in rows:
-        print(f"{row['size']:>6} {row['way']:>7}: {row['voxels']:>11,} voxels  "
-              f"{row['voxels_per_s']:>12,} voxels/s  peak RSS {row['peak_rss_mib']:>6} MiB")  # fmt: skip
+        print(
+            f"{row['size']:>6} {row['way']:>7}: {row['voxels']:>11,} voxels  "
+            f"{row['voxels_per_s']:>12,} voxels/s  peak RSS {row['peak_rss_mib']:>6} MiB"
+        )
     import numpy as np
     import zarr
 

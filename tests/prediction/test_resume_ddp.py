@@ -15,12 +15,11 @@ import numpy as np
 import pytest
 import torch
 import zarr
+from nets import conv2  # type: ignore[import-not-found]
 
 import tlcore
 from tlcore.prediction.writer import RECORD_DIR
 from tlcore.testing import write_ome_zarr
-
-from nets import conv2  # type: ignore[import-not-found]
 
 HERE = Path(__file__).resolve().parent
 
@@ -28,7 +27,9 @@ HERE = Path(__file__).resolve().parent
 def chunk_bytes(store: Path) -> dict[str, bytes]:
     """Every chunk file of level 0, by key."""
     root = store / "0" / "c"
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
 
 
 def cli(*args: str) -> list[str]:
@@ -40,7 +41,10 @@ def test_resume_after_sigkill(tmp_path: Path) -> None:
     common = [str(movie), "--model", "nets:slow_conv2", "--tile", "4,16,16", "--halo", "2",
               "--overlap", "0,4,4", "--chunks", "4,16,16", "--batch-size", "2",
               "--num-workers", "1", "--no-progress"]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+    }
     whole = tmp_path / "whole.ome.zarr"  # the uninterrupted run, in this process
     tlcore.predict(conv2(), movie, whole, tile=(4, 16, 16), halo=2, overlap=(0, 4, 4),
                    chunks=(4, 16, 16), batch_size=2, num_workers=0)  # fmt: skip

@@ -19,7 +19,8 @@ def cast(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """Float predictions into the store's dtype (integers rounded and clipped to its range)."""
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
-        return np.clip(np.rint(values), info.min, info.max).astype(dtype)
+        out: np.ndarray = np.clip(np.rint(values), info.min, info.max).astype(dtype)
+        return out
     return values.astype(dtype, copy=False)
 
 
@@ -70,9 +71,7 @@ class Assembler:
         """Add one tile's prediction over its read window, shape (C, Z, Y, X), float32."""
         read = self.plan.read_box(tile)
         keep = self.plan.keep_box(tile)
-        kept = prediction[
-            :, *(slice(k0 - r0, k1 - r0) for (k0, k1), (r0, _) in zip(keep, read))
-        ]
+        kept = prediction[:, *(slice(k0 - r0, k1 - r0) for (k0, k1), (r0, _) in zip(keep, read))]
         weight: np.ndarray | None = None
         for unit in self.plan.units_of(tile):
             if unit in self.skip:
@@ -89,9 +88,7 @@ class Assembler:
                 weight = self.plan.weight(tile)
             acc = self.open.get(unit)
             if acc is None:
-                acc = self.open[unit] = _Open(
-                    self.channels, tuple(b1 - b0 for b0, b1 in box), n
-                )
+                acc = self.open[unit] = _Open(self.channels, tuple(b1 - b0 for b0, b1 in box), n)
                 self._account()
             dst = tuple(slice(i0 - b0, i1 - b0) for (i0, i1), (b0, _) in zip(inter, box))
             w = weight[src]

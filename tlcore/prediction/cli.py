@@ -49,22 +49,47 @@ def add_parser(
     p.add_argument("--reader", default=None, help="force an input reader by name")
     p.add_argument("--channels", default=None, help="input channels fed to the model: 0,1")
     p.add_argument("--time", default=None, metavar="START:STOP", help="frames to predict")
-    p.add_argument("--tile", type=_zyx, default=(32, 256, 256), metavar="Z,Y,X",
-                   help="core of each tile (default 32,256,256, clipped to the image)")
-    p.add_argument("--halo", type=_zyx, default=(4, 16, 16), metavar="Z,Y,X",
-                   help="context read around a tile and cut off its prediction; at least the "
-                        "model's receptive field radius for an exact result (default 4,16,16)")
-    p.add_argument("--overlap", type=_zyx, default=(0, 0, 0), metavar="Z,Y,X",
-                   help="width over which neighbouring tiles are blended (default 0)")
+    p.add_argument(
+        "--tile",
+        type=_zyx,
+        default=(32, 256, 256),
+        metavar="Z,Y,X",
+        help="core of each tile (default 32,256,256, clipped to the image)",
+    )
+    p.add_argument(
+        "--halo",
+        type=_zyx,
+        default=(4, 16, 16),
+        metavar="Z,Y,X",
+        help="context read around a tile and cut off its prediction; at least the "
+        "model's receptive field radius for an exact result (default 4,16,16)",
+    )
+    p.add_argument(
+        "--overlap",
+        type=_zyx,
+        default=(0, 0, 0),
+        metavar="Z,Y,X",
+        help="width over which neighbouring tiles are blended (default 0)",
+    )
     p.add_argument("--blend", default="gaussian", choices=("gaussian", "linear", "none"))
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--num-workers", type=int, default=2, help="DataLoader workers reading")
     p.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if any)")
     p.add_argument("--dtype", default="float32", help="output dtype (default float32)")
-    p.add_argument("--chunks", type=_zyx, default=None, metavar="Z,Y,X",
-                   help="output chunk (default: the tile); one timepoint and channel each")
-    p.add_argument("--shards", type=_zyx, default=None, metavar="Z,Y,X",
-                   help="zarr v3 shards, multiples of the chunks")
+    p.add_argument(
+        "--chunks",
+        type=_zyx,
+        default=None,
+        metavar="Z,Y,X",
+        help="output chunk (default: the tile); one timepoint and channel each",
+    )
+    p.add_argument(
+        "--shards",
+        type=_zyx,
+        default=None,
+        metavar="Z,Y,X",
+        help="zarr v3 shards, multiples of the chunks",
+    )
     p.add_argument("--levels", type=int, default=1, help="pyramid levels (halving Y, X)")
     p.add_argument("--resume", action="store_true", help="finish an interrupted run")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")

@@ -208,7 +208,11 @@ class Plan:
         """The groups of tiles that share units, in a fixed order, each in traversal order."""
         for t in range(self.n_t):
             for gz, gy, gx in self._ordered([range(len(a.groups)) for a in self.axes]):
-                members = [self.axes[0].groups[gz], self.axes[1].groups[gy], self.axes[2].groups[gx]]
+                members = [
+                    self.axes[0].groups[gz],
+                    self.axes[1].groups[gy],
+                    self.axes[2].groups[gx],
+                ]
                 yield [(t, *zyx) for zyx in self._ordered(members)]
 
     def batches(self, batch_size: int, rank: int = 0, world: int = 1) -> Iterator[list[TileId]]:
@@ -252,4 +256,5 @@ class Plan:
     def weight(self, tile: TileId) -> np.ndarray:
         """The tile's blend weight over its kept range, shape (Z, Y, X)."""
         wz, wy, wx = (a.weight(i) for a, i in zip(self.axes, tile[1:]))
-        return wz[:, None, None] * wy[None, :, None] * wx[None, None, :]
+        weight: np.ndarray = wz[:, None, None] * wy[None, :, None] * wx[None, None, :]
+        return weight

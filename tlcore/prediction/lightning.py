@@ -32,7 +32,7 @@ from tlcore.prediction.writer import OutputStore
 __all__ = ["PredictionDataModule", "PredictionWriter"]
 
 
-class PredictionDataModule(pl.LightningDataModule):
+class PredictionDataModule(pl.LightningDataModule):  # type: ignore[misc]  # untyped base
     """The tiles of one scene, for ``trainer.predict``; the output store is created (or
     reopened with ``resume``) in :meth:`setup`. Arguments as :func:`tlcore.predict`.
 
@@ -130,7 +130,7 @@ class PredictionDataModule(pl.LightningDataModule):
         )  # fmt: skip
 
 
-class PredictionWriter(BasePredictionWriter):
+class PredictionWriter(BasePredictionWriter):  # type: ignore[misc]  # untyped base
     """Writes ``trainer.predict``'s batches into the datamodule's store, each unit once.
 
     Args:
@@ -170,7 +170,9 @@ class PredictionWriter(BasePredictionWriter):
         tiles = next(self._batches)
         self.dm.job.check_output(batch, prediction)
         if prediction.shape[0] != len(tiles):
-            raise RuntimeError(f"batch {batch_idx} has {prediction.shape[0]} tiles, not {len(tiles)}")
+            raise RuntimeError(
+                f"batch {batch_idx} has {prediction.shape[0]} tiles, not {len(tiles)}"
+            )
         pred = prediction.detach().float().cpu().numpy()
         for i, tile in enumerate(tiles):
             self.assembler.add(tile, pred[i])

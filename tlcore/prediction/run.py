@@ -108,9 +108,7 @@ class Job:
         tile = tuple(min(a, n) for a, n in zip(_zyx(kw["tile"], "tile", 1), shape))
         halo = _zyx(kw["halo"], "halo", 0)
         overlap = _zyx(kw["overlap"], "overlap", 0)
-        chunks = tuple(
-            min(a, n) for a, n in zip(_zyx(kw["chunks"] or tile, "chunks", 1), shape)
-        )
+        chunks = tuple(min(a, n) for a, n in zip(_zyx(kw["chunks"] or tile, "chunks", 1), shape))
         shards = None if kw["shards"] is None else _zyx(kw["shards"], "shards", 1)
         if shards is not None and any(s % c for s, c in zip(shards, chunks)):
             raise PredictionError(f"shards {shards} must be multiples of the chunks {chunks}")
@@ -267,8 +265,9 @@ def predict(
 
     Raises:
         FileExistsError: ``out`` exists and neither ``overwrite`` nor ``resume`` is set.
-        PredictionError: (a ValueError) bad settings, the output overlapping the input, a resume with other
-            settings, or a model whose output does not fit (naming both shapes).
+        PredictionError: (a ValueError) bad settings, the output overlapping the input, a
+            resume with other settings, or a model whose output does not fit (naming both
+            shapes).
     """
     start = _time.perf_counter()
     with TreeMemory() as memory:

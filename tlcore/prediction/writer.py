@@ -99,7 +99,7 @@ class OutputStore:
         self.path = Path(path)
         self.rank = rank
         self.group = zarr.open_group(str(self.path), mode="r+", zarr_format=3)
-        self.array = self.group["0"]
+        self.array = zarr.open_array(str(self.path / "0"), mode="r+", zarr_format=3)
         self._log: Any = None
 
     @staticmethod
@@ -138,7 +138,9 @@ class OutputStore:
                     f"{path} is not a store written by tlcore predict (no 'tlcore' settings in "
                     "its zarr.json): nothing to resume; use --overwrite or another --out"
                 )
-            differ = sorted(k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k))
+            differ = sorted(
+                k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k)
+            )
             if differ:
                 shown = "; ".join(
                     f"{k}: was {previous.get(k)!r}, now {settings.get(k)!r}" for k in differ
@@ -267,7 +269,8 @@ def _mean2(block: np.ndarray, ny: int, nx: int) -> np.ndarray:
     total[:, :by, :bx] = block
     count[:, :by, :bx] = 1.0
     sums = total.reshape(z, ny, 2, nx, 2).sum(axis=(2, 4))
-    return sums / count.reshape(1, ny, 2, nx, 2).sum(axis=(2, 4))
+    mean: np.ndarray = sums / count.reshape(1, ny, 2, nx, 2).sum(axis=(2, 4))
+    return mean
 
 
 def _read_settings(path: Path) -> dict[str, Any] | None:

@@ -11,13 +11,12 @@ import numpy as np
 import pytest
 import torch
 import zarr
+from nets import conv1, conv2, shrinks  # type: ignore[import-not-found]
 
 import tlcore
 from tlcore.prediction.errors import PredictionError
 from tlcore.prediction.grid import Plan
 from tlcore.testing import write_ome_zarr
-
-from nets import conv1, conv2, shrinks  # type: ignore[import-not-found]
 
 
 def whole(model: torch.nn.Module, path: Any, channels: Any = slice(None),
@@ -83,7 +82,8 @@ def test_metadata_read_back(movie: Path, tmp_path: Path) -> None:
     assert full.chunks == (1, 1, 7, 32, 32) and full.shards == (1, 1, 7, 64, 64)
     np.testing.assert_array_equal(full[:], zarr.open_array(out / "0")[:])
     small = zarr.open_array(out / "1")[:]
-    np.testing.assert_allclose(small[..., :2, :2].mean(), full[..., :4, :4].reshape(2, 2, 7, 2, 2, 2, 2).mean(axis=(4, 6)).mean(), rtol=1e-5)  # fmt: skip
+    means = full[..., :4, :4].reshape(2, 2, 7, 2, 2, 2, 2).mean(axis=(4, 6))
+    np.testing.assert_allclose(small[..., :2, :2], means, rtol=1e-5)  # 2 x 2 means
     meta = json.loads((out / "zarr.json").read_text())["attributes"]
     ome = meta["ome"]
     assert ome["version"] == "0.5"
@@ -132,7 +132,7 @@ def test_refusals(movie: Path, tmp_path: Path) -> None:
     before = (out / "0" / "c" / "0" / "0" / "0" / "0" / "0").read_bytes()
     with pytest.raises(FileExistsError, match="--overwrite"):
         tlcore.predict(conv2(), movie, out, **kw)
-    with pytest.raises(PredictionError, match="other settings.*tile"):
+    with pytest.raises(PredictionError, match=r"other settings.*tile"):
         tlcore.predict(conv2(), movie, out, resume=True, **{**kw, "tile": (7, 35, 45)})
     assert (out / "0" / "c" / "0" / "0" / "0" / "0" / "0").read_bytes() == before
     with pytest.raises(PredictionError, match="overlap the input"):
@@ -152,7 +152,9 @@ def test_refusals(movie: Path, tmp_path: Path) -> None:
     assert report["tiles"] == 3
 
 
-def test_cli_json_and_error(movie: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_json_and_error(
+    movie: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from tlcore.cli import main
 
     out = tmp_path / "pred.ome.zarr"
@@ -173,7 +175,7 @@ def test_plan_groups_and_weights() -> None:
     tiles = [t for g in plan.groups() for t in g]
     assert len(tiles) == len(set(tiles)) == plan.n_tiles == 2 * 7 * 3
     shares = [sorted(t for b in plan.batches(4, r, 3) for t in b) for r in range(3)]
-    assert sorted(sum(shares, [])) == sorted(tiles)  # disjoint, complete
+    assert sorted(t for share in shares for t in share) == sorted(tiles)  # disjoint, complete
     y = plan.axes[1]
     total = np.zeros(100)
     for i, (k0, k1) in enumerate(y.keep):
