@@ -29,6 +29,7 @@ _aliases.install()
 
 if TYPE_CHECKING:
     from tlcore.io.remote import RemoteError
+    from tlcore.prediction import predict
     from tlcore.training.datamodule import RandomTimelapseDatamodule
     from tlcore.training.dataset import TimelapseDataset
     from tlcore.transforms import (
@@ -50,6 +51,7 @@ _LAZY = {
     "TimelapseDataset": "tlcore.training.dataset",
     "ValidationError": "tlcore.validation",
     "RemoteError": "tlcore.io.remote",
+    "predict": "tlcore.prediction",
     "validate_manifest": "tlcore.validation",
     "ComputeDaskd": "tlcore.transforms",
     "LoadLazyd": "tlcore.transforms",
@@ -92,6 +94,7 @@ __all__ = [
     "levels",
     "list_scenes",
     "open_lazy",
+    "predict",
     "reset_registry",
     "time_axis",
     "validate_manifest",

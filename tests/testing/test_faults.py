@@ -35,7 +35,10 @@ class Fault:
     reference: bool = True
 
 
-OPEN_LAZY = "def open_lazy(source: Source, scene: int, level: int) -> LazyImage:\n    meta = read_meta(source)\n"
+OPEN_LAZY = (
+    "def open_lazy(source: Source, scene: int, level: int) -> LazyImage:\n"
+    "    meta = read_meta(source)\n"
+)
 READ_FRAME = 'frame = np.load(handle[ti], mmap_mode="r")'
 CHUNKS = "return (1, shape[1], shape[2], shape[3], shape[4])"
 

@@ -327,8 +327,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_new_plugin)
 
     from tlcore.cli import bench
+    from tlcore.prediction import cli as prediction_cli
 
     bench.register(sub, common)
+    prediction_cli.add_parser(sub, common)
     return parser
 
 
