@@ -20,7 +20,7 @@ import json
 import math
 import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -136,6 +136,8 @@ class Report:
     costs: dict[str, SplitCost] = field(default_factory=dict)
     rows: int = 0
     files: int = 0
+    #: glob-pattern paths (one image read from several files) -> how many files each matched.
+    patterns: dict[str, int] = field(default_factory=dict)
 
     @property
     def errors(self) -> list[Problem]:
@@ -154,13 +156,15 @@ class Report:
             "ok": self.ok,
             "rows": self.rows,
             "files": self.files,
+            "patterns": dict(self.patterns),
             "problems": [p.as_dict() for p in self.problems],
             "costs": {s: c.as_dict() for s, c in self.costs.items()},
         }
 
     def format(self) -> str:
         """The report as text: every problem, then the cost table (when it passed)."""
-        lines = [str(p) for p in self.problems]
+        lines = [f"pattern {p} matched {n} file(s)" for p, n in self.patterns.items()]
+        lines += [str(p) for p in self.problems]
         n_err, n_warn = len(self.errors), len(self.warnings)
         verdict = "FAILED" if n_err else "OK"
         lines.append(
@@ -246,9 +250,10 @@ def _describe_failure(exc: BaseException, path: str) -> tuple[str, str, str]:
             "name the image file inside it; only OME-Zarr stores are folders",
         )
     if isinstance(exc, FileNotFoundError) or (local and not os.path.exists(path)):
+        pattern = local and any(c in path for c in "*?[")
         return (
             "path",
-            "the file does not exist",
+            "no file matches the pattern" if pattern else "the file does not exist",
             "correct the path (relative paths resolve against the manifest's folder)",
         )
     if isinstance(exc, NoReaderError):
@@ -454,6 +459,18 @@ def _duplicates(rows: Sequence[ManifestRow]) -> list[Problem]:
     return out
 
 
+def _patterns(paths: Iterable[str]) -> dict[str, int]:
+    """The glob patterns among local ``paths`` and how many files each matches."""
+    from tlcore.source import Source
+
+    found: dict[str, int] = {}
+    for path in dict.fromkeys(paths):
+        matches = Source.from_any(path).glob_matches()
+        if matches is not None:
+            found[path] = len(matches)
+    return found
+
+
 def validate_rows(
     rows: Mapping[str, Sequence[ManifestRow]],
     *,
@@ -490,6 +507,7 @@ def validate_rows(
         keys.setdefault(key, (row.path, row.scene, row.resolution, options))
         row_keys.append(key)
     report.files = len({k[0] for k in keys})
+    report.patterns = _patterns(k[0] for k in keys)
     from tlcore.progress import Bar
 
     bar = Bar("checking", len(keys)) if progress is True else None
