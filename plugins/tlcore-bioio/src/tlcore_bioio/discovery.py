@@ -4,6 +4,7 @@ points of the ``bioio.readers`` group, read from package metadata), the extensio
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass
@@ -21,8 +22,10 @@ DEFAULT_DIMS = "STCZ"
 MICRO_MANAGER_DIMS = "CSTZ"
 
 
+@functools.cache
 def installed() -> dict[str, str]:
-    """Installed bioio reader plugins: entry point name (``bioio-dv``) -> version."""
+    """Installed bioio reader plugins: entry point name (``bioio-dv``) -> version. Read once
+    per process (scanning package metadata reads hundreds of kilobytes)."""
     out: dict[str, str] = {}
     for ep in entry_points(group=GROUP):
         out.setdefault(ep.name, ep.dist.version if ep.dist is not None else "?")

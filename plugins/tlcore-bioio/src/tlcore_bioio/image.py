@@ -64,7 +64,8 @@ def _resolve(source: Source) -> Spec | str:
     from bioio_base.exceptions import UnsupportedFileFormatError
 
     try:
-        plugin = BioImage.determine_plugin(source.uri)
+        # bioio rescans its plugins' package metadata on every call unless told to cache.
+        plugin = BioImage.determine_plugin(source.uri, use_plugin_cache=True)
     except UnsupportedFileFormatError:
         found = ", ".join(discovery.installed())
         return f"no installed bioio reader reads it (tried {found})"
