@@ -64,3 +64,5 @@ def test_tlcore_nd2_extra_installs_from_wheels(tmp_path: Path) -> None:
     names = {p["name"].lower() for p in json.loads(freeze)}
     assert "tlcore-nd2" in names and "nd2" in names
     assert not names & {"tlcore-czi", "tlcore-tiff", "tlcore-lif", "tlcore-ome-zarr", "torch"}
+    # The bioio bridge and bioio itself come only with tlcore[bioio].
+    assert not names & {"tlcore-bioio", "bioio", "bioio-base"}

@@ -96,7 +96,7 @@ def test_info_without_a_plugin_exits_with_the_registry_message(
     testdata: Path, relative: str, expected: str
 ) -> None:
     # As on a machine where only tlcore-ome-zarr is installed.
-    disabled = {"TLCORE_DISABLE_READERS": "nd2,czi,tiff,ome-tiff,lif"}
+    disabled = {"TLCORE_DISABLE_READERS": "nd2,czi,tiff,ome-tiff,lif,bioio"}
     result = tlcore("info", str(testdata / relative), env=disabled)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr

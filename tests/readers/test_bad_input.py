@@ -54,7 +54,7 @@ def test_unsupported_extension_names_the_plugin_to_install(
 ) -> None:
     import tlcore
 
-    monkeypatch.setenv("TLCORE_DISABLE_READERS", "lif")
+    monkeypatch.setenv("TLCORE_DISABLE_READERS", "lif,bioio")
     tlcore.reset_registry()
     try:
         report = _check(

@@ -38,6 +38,10 @@ def _plugins(args: argparse.Namespace) -> int:
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths)) + "  " + row[4])
+    # A bridge reader says in its description what it reaches (the bioio readers it found).
+    for r in records:
+        if r.info is not None and r.info.extensions == ("*",) and r.info.description:
+            print(f"{r.name}: {r.info.description}")
     return 0
 
 
@@ -50,8 +54,11 @@ def describe(path: str, reader: str | None = None) -> dict[str, Any]:
     source = Source.from_any(path)
     chosen = get_registry().select(source, reader)
     scenes = []
+    via: str | None = None
     for index, scene_id in enumerate(tlcore.list_scenes(source, reader=chosen)):
         image = tlcore.open_lazy(source, scene=index, reader=chosen)
+        # A bridge names the library reader it went through: "bioio (bioio-dv)".
+        via = via or image.metadata.get("via")
         levels = tlcore.levels(source, scene=index, reader=chosen)
         axis = image.time_axis
         scenes.append(
@@ -69,7 +76,13 @@ def describe(path: str, reader: str | None = None) -> dict[str, Any]:
                 "pixel_sizes": image.pixel_sizes._asdict(),
             }
         )
-    return {"path": source.uri, "reader": chosen, "scenes": scenes}
+    info: dict[str, Any] = {"path": source.uri, "reader": chosen, "scenes": scenes}
+    if via:
+        info["via"] = via
+    files = source.glob_matches()
+    if files is not None:
+        info["files"] = len(files)
+    return info
 
 
 def _fmt(value: float | None, unit: str) -> str:
@@ -81,7 +94,10 @@ def _info(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
-    print(f"{info['path']}\n  reader: {info['reader']}\n  scenes: {len(info['scenes'])}")
+    reader = info["reader"] + (f" ({info['via']})" if info.get("via") else "")
+    print(f"{info['path']}\n  reader: {reader}\n  scenes: {len(info['scenes'])}")
+    if "files" in info:
+        print(f"  files: {info['files']} matched the pattern")
     for i, s in enumerate(info["scenes"]):
         name = f" ({s['name']})" if s["name"] and s["name"] != s["id"] else ""
         print(f"  [{i}] {s['id']}{name}")

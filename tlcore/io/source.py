@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 
 LOCAL_PROTOCOLS = frozenset({"", "file", "local"})
 
+#: Characters that make a local path a glob pattern (:meth:`Source.glob_matches`).
+GLOB_CHARS = "*?["
+
 #: Prefixes of storage-option keys that configure a reader or tlcore itself, not fsspec:
 #: ``czi_tiles``, ``lif_mosaic``, ``tiff_dims``, ``tlcore_cache_dir``... The registry adds the
 #: name of every reader it loads (``-`` read as ``_``), so a new plugin's ``name_*`` options are
@@ -178,6 +181,19 @@ class Source:
         if self.is_local:
             return os.path.exists(self.uri)
         return bool(self.filesystem().exists(self.uri))
+
+    def glob_matches(self) -> list[str] | None:
+        """The files a local glob pattern (``/data/exp1/*.tif``, ``**`` recursive) matches,
+        sorted; None when this source is not one (remote, no ``*?[``, or an existing path whose
+        name merely holds such a character). An empty list is a pattern that matches nothing.
+        A reader that reads file series (the bioio bridge) opens the pattern as one image."""
+        if not self.is_local or not any(c in self.uri for c in GLOB_CHARS):
+            return None
+        if os.path.exists(self.uri):
+            return None
+        import glob
+
+        return sorted(p for p in glob.glob(self.uri, recursive=True) if os.path.isfile(p))
 
     def filesystem(self) -> fsspec.AbstractFileSystem:
         """The fsspec filesystem for this source (imports fsspec on first use)."""

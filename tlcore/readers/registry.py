@@ -265,7 +265,11 @@ class Registry:
         """
         self._ensure_discovered()
         if source.is_local and not os.path.exists(source.uri):
-            raise FileNotFoundError(2, "No such file or directory", source.uri)
+            matches = source.glob_matches()
+            if matches is None:
+                raise FileNotFoundError(2, "No such file or directory", source.uri)
+            if not matches:
+                raise FileNotFoundError(2, "No file matches the pattern", source.uri)
         if reader is not None:
             if not self._pm.has_plugin(reader):
                 raise self._unknown_reader(reader)
@@ -291,9 +295,22 @@ class Registry:
         # Sniffing content is not worth a download: local-only readers then see the remote
         # source as it is (and refuse it). Matched by extension, they see the local copy.
         candidates = by_ext if not sniffing else [(r, 0) for r in loaded]
+        order = self._user_order()
+
+        def rank(item: tuple[PluginRecord, int]) -> tuple[int, int, int, str]:
+            rec, n = item
+            assert rec.info is not None
+            pos = order.index(rec.name) if rec.name in order else len(order)
+            return (pos, -rec.info.priority, -n, rec.name)
+
+        # Asked in rank order, stopping at the first yes: the same choice as asking all, and a
+        # low-priority catch-all (the bioio bridge, whose can_open imports bioio) is asked only
+        # when every reader above it said no.
         accepted: list[tuple[PluginRecord, int]] = []
         refusals: list[Refusal] = []
-        for rec, n in candidates:
+        for rec, n in sorted(candidates, key=rank):
+            if accepted:
+                break
             # A failed download (missing object, no credentials, endpoint down) is the
             # answer, not one reader's refusal: it propagates.
             seen = source if sniffing else self._for_reader(rec.name, source)
@@ -311,15 +328,7 @@ class Registry:
                 refusals.append(Refusal(rec.name, str(verdict)))
         if not accepted:
             raise NoReaderError(self._no_reader_message(source, by_ext, refusals))
-        order = self._user_order()
-
-        def rank(item: tuple[PluginRecord, int]) -> tuple[int, int, int, str]:
-            rec, n = item
-            assert rec.info is not None
-            pos = order.index(rec.name) if rec.name in order else len(order)
-            return (pos, -rec.info.priority, -n, rec.name)
-
-        return min(accepted, key=rank)[0].name
+        return accepted[0][0].name
 
     # -- messages ----------------------------------------------------------------------------
     def _installed_summary(self) -> list[str]:
@@ -339,6 +348,10 @@ class Registry:
                 hint = f"  pip install {dist}   # reads {ext}"
                 if hint not in hints:
                     hints.append(hint)
+        if not any(lower.endswith(ext) for ext in KNOWN_PLUGINS):
+            from tlcore.readers.bioio_formats import install_hints
+
+            hints.extend(install_hints(filename, bridge_installed="bioio" in installed))
         return hints
 
     def _no_reader_message(

@@ -101,8 +101,21 @@ def _crop_box(shape: Sequence[int]) -> tuple[slice, ...]:
 
 
 def _local(expected: Expected) -> Path | None:
+    """The local sample: its file or folder, or for a glob pattern (one image read from
+    several files) the folder of the files; None for a remote sample."""
     source = Source.from_any(expected.path)
-    return Path(source.uri) if source.is_local else None
+    if not source.is_local:
+        return None
+    return Path(source.uri).parent if source.glob_matches() is not None else Path(source.uri)
+
+
+def _in_alias(expected: Expected, alias: Path) -> Source:
+    """The sample seen through ``alias``, a new name for :func:`_local`'s path (the pattern
+    inside it, for a glob pattern)."""
+    source = Source.from_any(expected.path)
+    if source.glob_matches() is not None:
+        return Source.from_any(alias / source.name)
+    return Source.from_any(alias)
 
 
 def _subprocess_env() -> dict[str, str]:
@@ -285,7 +298,7 @@ class ReaderConformance:
             "open_lazy": {"scene": expected.scene, "level": 0},
         }
         for hook in METADATA_HOOKS:
-            reg.call(self.reader_name, hook, Source.from_any(alias), **calls[hook])
+            reg.call(self.reader_name, hook, _in_alias(expected, alias), **calls[hook])
         budget = self.metadata_budget(sample)
         seen: list[str] = []
         over: list[str] = []
@@ -301,7 +314,7 @@ class ReaderConformance:
                 target.parent.mkdir()
                 target.symlink_to(sample, target_is_directory=sample.is_dir())
                 with iowatch.watch(target, sample) as w:
-                    reg.call(self.reader_name, hook, Source.from_any(target), **calls[hook])
+                    reg.call(self.reader_name, hook, _in_alias(expected, target), **calls[hook])
                 if w.bytes_read is None:
                     pytest.skip("/proc/self/io is not available: bytes read cannot be measured")
                 attempts.append((w.bytes_read, len(w.opened)))

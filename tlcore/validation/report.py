@@ -100,6 +100,8 @@ class Report:
     costs: dict[str, SplitCost] = field(default_factory=dict)
     rows: int = 0
     files: int = 0
+    #: glob-pattern paths (one image read from several files) -> how many files each matched.
+    patterns: dict[str, int] = field(default_factory=dict)
 
     @property
     def errors(self) -> list[Problem]:
@@ -118,13 +120,15 @@ class Report:
             "ok": self.ok,
             "rows": self.rows,
             "files": self.files,
+            "patterns": dict(self.patterns),
             "problems": [p.as_dict() for p in self.problems],
             "costs": {s: c.as_dict() for s, c in self.costs.items()},
         }
 
     def format(self) -> str:
         """The report as text: every problem, then the cost table (when it passed)."""
-        lines = [str(p) for p in self.problems]
+        lines = [f"pattern {p} matched {n} file(s)" for p, n in self.patterns.items()]
+        lines += [str(p) for p in self.problems]
         n_err, n_warn = len(self.errors), len(self.warnings)
         verdict = "FAILED" if n_err else "OK"
         lines.append(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -57,9 +57,10 @@ def _describe_failure(exc: BaseException, path: str) -> tuple[str, str, str]:
             "name the image file inside it; only OME-Zarr stores are folders",
         )
     if isinstance(exc, FileNotFoundError) or (local and not os.path.exists(path)):
+        pattern = local and any(c in path for c in "*?[")
         return (
             "path",
-            "the file does not exist",
+            "no file matches the pattern" if pattern else "the file does not exist",
             "correct the path (relative paths resolve against the manifest's folder)",
         )
     if isinstance(exc, NoReaderError):
@@ -217,6 +218,18 @@ def _duplicates(rows: Sequence[ManifestRow]) -> list[Problem]:
     return out
 
 
+def _patterns(paths: Iterable[str]) -> dict[str, int]:
+    """The glob patterns among local ``paths`` and how many files each matches."""
+    from tlcore.io.source import Source
+
+    found: dict[str, int] = {}
+    for path in dict.fromkeys(paths):
+        matches = Source.from_any(path).glob_matches()
+        if matches is not None:
+            found[path] = len(matches)
+    return found
+
+
 def validate_rows(
     rows: Mapping[str, Sequence[ManifestRow]],
     *,
@@ -253,6 +266,7 @@ def validate_rows(
         keys.setdefault(key, (row.path, row.scene, row.resolution, options))
         row_keys.append(key)
     report.files = len({k[0] for k in keys})
+    report.patterns = _patterns(k[0] for k in keys)
     from tlcore.progress import Bar
 
     bar = Bar("checking", len(keys)) if progress is True else None
