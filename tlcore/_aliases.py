@@ -1,4 +1,5 @@
-"""The module paths of tlcore before its layers became subpackages, kept importable.
+"""Names resolved on first use: the module paths of tlcore before its layers became
+subpackages (kept importable), and package attributes that live in heavy modules.
 
 ``import tlcore.compute`` (or ``from tlcore.lazyarray import LazyArray``, a pickled object, a
 Hydra ``_target_``) resolves to the module's new home, the very same module object, so
@@ -12,8 +13,9 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
+from typing import Any
 
 #: Old module path (below ``tlcore.``) -> its home now. Submodules follow their package
 #: (``tlcore.bench.throughput`` -> ``tlcore.cli.bench.throughput``).
@@ -84,3 +86,25 @@ def install() -> None:
     """Put the finder first on ``sys.meta_path`` (once per process)."""
     if not any(isinstance(f, _AliasFinder) for f in sys.meta_path):
         sys.meta_path.insert(0, _AliasFinder())
+
+
+def lazy_names(
+    package: str, homes: Mapping[str, str]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """A package's ``__getattr__`` and ``__dir__`` for names whose modules import on first
+    access (``homes``: name -> module path), so importing the package stays light. A resolved
+    name is kept in the package's namespace: the next access is a plain attribute."""
+    namespace = sys.modules[package].__dict__
+
+    def __getattr__(name: str) -> Any:
+        home = homes.get(name)
+        if home is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(home), name)
+        namespace[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted(set(namespace) | set(namespace.get("__all__", ())))
+
+    return __getattr__, __dir__

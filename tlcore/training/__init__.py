@@ -13,8 +13,9 @@ Names load on first access: importing this package imports no torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from tlcore._aliases import lazy_names
 
 if TYPE_CHECKING:
     from tlcore.training.collate import INLINE_TENSOR_BYTES, Batch, collate_samples
@@ -63,14 +64,6 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'tlcore.training' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"tlcore.training.{home}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_names(
+    __name__, {name: f"tlcore.training.{home}" for name, home in _HOMES.items()}
+)

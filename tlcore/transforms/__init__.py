@@ -22,8 +22,9 @@ torch, so names here load on first access: ``tlcore.transforms.guards`` alone st
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from tlcore._aliases import lazy_names
 
 if TYPE_CHECKING:
     from tlcore.transforms.compute import ComputeDaskd, WholeImageWarning
@@ -68,14 +69,6 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'tlcore.transforms' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"tlcore.transforms.{home}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_names(
+    __name__, {name: f"tlcore.transforms.{home}" for name, home in _HOMES.items()}
+)
