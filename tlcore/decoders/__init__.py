@@ -19,8 +19,9 @@ Decoder handles are cached per reader and checked against the reader's open zarr
 store rewritten in place and opened again is read with its new layout (and a forked child
 opens its own). Neither tensorstore nor zarrs survives ``fork`` once it has been used: a
 process forked from one that used them (a DataLoader worker with the default start method,
-after the parent read a crop) silently reads through the plugin instead, with one warning. So with those two: set
-``multiprocessing_context="spawn"`` (or ``"forkserver"``) on the datamodule.
+after the parent read a crop) silently reads through the plugin instead, with one warning. So
+with those two: set ``multiprocessing_context="spawn"`` (or ``"forkserver"``) on the
+datamodule.
 
 An unset ``TLCORE_DECODER`` (or ``default``) means :data:`DEFAULT_DECODER`, ``tlcore``: it
 is exact (zarr's bytes where zarr reads a chunk, an error where zarr raises; tested against
