@@ -6,9 +6,10 @@ throughput benchmark's dataset, in one process.
 Every crop is read by every reader in turn (the order rotates from crop to crop), so load
 from other processes hits them alike; a pass is the whole crop list; each reader's figure is
 the median per crop of its best pass. The first crop of each pass is a warm-up and not timed.
-Readers: ``zarr`` (``zarr_array[crop]``), ``zarrfast-whole`` (this module, every touched chunk
-decoded whole, like zarr), ``zarrfast`` (partial decode, the default), ``zarrfast-1thread``
-(partial decode in the calling thread only), and ``tensorstore`` when it is installed.
+Readers: ``zarr`` (``zarr_array[crop]``), ``zarrfast-whole`` (this module with
+``partial=False``), ``zarrfast`` (the default; compressed chunks are decoded whole either way,
+so the two differ only on uncompressed stores), ``zarrfast-1thread`` (in the calling thread
+only), and ``tensorstore`` when it is installed.
 Every reader's pixels are checked against zarr's on the first pass.
 """
 

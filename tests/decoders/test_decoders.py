@@ -5,10 +5,12 @@ tlcore's own decoder keeps working there; unknown names fail."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -181,3 +183,51 @@ def test_tlcore_decoder_leaves_unsupported_arrays_to_zarr(
     region = find_region(value)
     assert region is not None and decoders.handle_for(region.reader) is None
     assert np.array_equal(compute(value), array[0, 1, 1:7, 5:60, 20:90])
+
+
+def _child_reads(value: Any, want: np.ndarray) -> bool:
+    """Whether a child forked now reads ``value`` as ``want`` (through tlcore's decoder)."""
+    from tlcore import zarrfast
+
+    pid = os.fork()
+    if pid == 0:  # the child checks and leaves at once, whatever happens
+        ok = False
+        try:
+            zarrfast.stats.reset()
+            ok = bool(np.array_equal(compute(value), want) and zarrfast.stats.snapshot()["chunks"])
+        finally:
+            os._exit(0 if ok else 1)
+    deadline = time.monotonic() + 60
+    while not (done := os.waitpid(pid, os.WNOHANG))[0]:
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung")
+        time.sleep(0.02)
+    return os.waitstatus_to_exitcode(done[1]) == 0
+
+
+@pytest.mark.parametrize("version", ["0.5", "0.4"])
+def test_a_store_rewritten_in_place_is_read_with_its_new_layout(
+    synthetic_store: Callable[..., Path], monkeypatch: pytest.MonkeyPatch, version: str
+) -> None:
+    """A dataset regenerated at the same path (other chunks, other data), then opened again in
+    the same process: tlcore's decoder reads the new layout, here and in a forked child."""
+    from tlcore import zarrfast
+
+    monkeypatch.setenv(decoders.DECODER_ENV, "tlcore")
+    box = (1, slice(None), slice(1, 7), slice(5, 60), slice(20, 90))
+    store = synthetic_store(shape=SHAPE, chunks=CHUNKS, version=version, seed=0)
+    old = tlcore.open_lazy(store).data[box]
+    assert np.array_equal(compute(old), zarr.open_array(str(store), path="0", mode="r")[box])
+    assert _child_reads(old, zarr.open_array(str(store), path="0", mode="r")[box])
+    shutil.rmtree(store)
+    store = synthetic_store(shape=SHAPE, chunks=(1, 2, 3, 16, 40), version=version, seed=1)
+    want = zarr.open_array(str(store), path="0", mode="r")[box]
+    image = tlcore.open_lazy(store)
+    region = find_region(image.data[box])
+    assert region is not None
+    fast = decoders.handle_for(region.reader)
+    assert isinstance(fast, zarrfast.FastZarrArray) and fast.chunks == (1, 2, 3, 16, 40)
+    assert np.array_equal(compute(image.data[box]), want)
+    assert _child_reads(image.data[box], want)

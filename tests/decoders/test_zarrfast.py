@@ -235,11 +235,13 @@ def test_numpy_indexing(tmp_path: Path) -> None:
         fast[[0, 1]]
 
 
-# -- partial decoding ---------------------------------------------------------------------------
+# -- partial reads --------------------------------------------------------------------------------
 @pytest.mark.parametrize("codec", ["zstd", "blosc", "gzip", "none"])
-def test_partial_decoding_decodes_less(
+def test_only_uncompressed_chunks_are_read_in_part(
     tmp_path: Path, codec: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A compressed chunk is decoded whole, so every check zarr's decode makes runs; an
+    uncompressed one is read only as far as the region needs."""
     compressor = {
         "zstd": ZstdCodec(level=3),
         "blosc": BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle", blocksize=4096),
@@ -261,8 +263,12 @@ def test_partial_decoding_decodes_less(
     zarrfast.stats.reset()
     _same(fast[region], array[region])
     counts = zarrfast.stats.snapshot()
-    assert counts["chunks"] == 1 and counts["partial"] == 1
-    assert counts["decoded_bytes"] < 0.35 * counts["chunk_bytes"]
+    assert counts["chunks"] == 1
+    if codec == "none":
+        assert counts["partial"] == 1
+        assert counts["decoded_bytes"] < 0.35 * counts["chunk_bytes"]
+    else:
+        assert counts["partial"] == 0 and counts["decoded_bytes"] == counts["chunk_bytes"]
     monkeypatch.setenv(zarrfast.PARTIAL_ENV, "0")
     zarrfast.stats.reset()
     _same(fast[region], array[region])
@@ -302,34 +308,10 @@ def test_a_truncated_chunk_fails_as_in_zarr(tmp_path: Path, codec: str) -> None:
     with pytest.raises(Exception):  # noqa: B017 - zarr's error type depends on the codec
         array[32:]
     for partial in (False, True):  # the part needed is there, but zarr fails: so does a prefix
-        with pytest.raises(ValueError, match="c/1/0: cannot decode"):
+        with pytest.raises(
+            ValueError, match="c/1/0: chunk \\(1, 0\\) of the array '/' of the zarr store"
+        ):
             fast.read((slice(32, 34), slice(0, 3)), partial=partial)
-
-
-@pytest.mark.parametrize("codec", ["zstd", "blosc"])
-def test_without_the_native_libraries_numcodecs_decodes(
-    tmp_path: Path, codec: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(zarrfast, "_libs", {"zstd": None, "blosc": None})
-    array = _create(
-        tmp_path,
-        dtype="uint16",
-        compressors=V3_CODECS[codec if codec == "zstd" else "blosc-zstd-bitshuffle"],
-        zarr_format=3,
-    )
-    _write(array, _data(SHAPE, "uint16"))
-    zarrfast.stats.reset()
-    _check(array, n=5)
-    assert zarrfast.stats.snapshot()["partial"] == 0
-
-
-def test_chunks_too_big_to_keep_a_buffer_for(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(zarrfast, "_KEEP_BUFFER_BYTES", 0)  # every chunk gets fresh memory
-    array = _create(tmp_path, dtype="uint16", compressors=ZstdCodec(), zarr_format=3)
-    _write(array, _data(SHAPE, "uint16"))
-    _check(array, n=5)
 
 
 @pytest.mark.parametrize("codec", ["zstd", "blosc", "gzip"])
@@ -346,7 +328,7 @@ def test_a_chunk_of_the_wrong_size_fails_as_in_zarr(tmp_path: Path, codec: str) 
     assert fast is not None
     with pytest.raises(Exception):  # noqa: B017 - zarr's error type depends on the codec
         array[:2, :3]
-    with pytest.raises(ValueError, match="c/0/0: cannot decode"):
+    with pytest.raises(ValueError, match="c/0/0: chunk \\(0, 0\\)"):
         fast[:2, :3]  # the part needed is there, but zarr fails: so does a partial decode
 
 

@@ -2,7 +2,8 @@
 ``TLCORE_DECODER``:
 
 * ``tlcore``: tlcore's own reader (:mod:`tlcore.decoders.zarrfast`): the touched chunk files
-  are read and decoded on a few plain threads per process, only as far as the region needs; safe
+  are read and decoded on a few plain threads per process, each by the numcodecs decoder zarr
+  uses, so a damaged chunk fails as in zarr (naming the chunk file, the array and the store); safe
   with the default ``fork`` start method, before or after the parent read anything. Arrays it does
   not support (sharding, filters, other codecs; see
   :func:`tlcore.decoders.zarrfast.unsupported_reason`) read through zarr as usual;
@@ -14,132 +15,30 @@
 The names are the libraries that decode. Each applies to readers whose native handle is a
 local zarr array (the OME-Zarr plugin's), on every :meth:`tlcore.lazy.reader.ArrayReader.read` (the
 one-region read and dask's per-chunk tasks alike); other readers read as usual.
-Neither tensorstore nor zarrs survives ``fork`` once it has been used: a process forked from
-one that used them (a DataLoader worker with the default start method, after the parent read a
-crop) silently reads through the plugin instead, with one warning. So with those two: set
-``multiprocessing_context="spawn"`` (or ``"forkserver"``) on the datamodule.
+Decoder handles are cached per reader and checked against the reader's open zarr array, so a
+store rewritten in place and opened again is read with its new layout (and a forked child
+opens its own). Neither tensorstore nor zarrs survives ``fork`` once it has been used: a
+process forked from one that used them (a DataLoader worker with the default start method,
+after the parent read a crop) silently reads through the plugin instead, with one warning. So
+with those two: set ``multiprocessing_context="spawn"`` (or ``"forkserver"``) on the
+datamodule.
 
 An unset ``TLCORE_DECODER`` (or ``default``) means :data:`DEFAULT_DECODER`, ``tlcore``: it
-is exact (the pixels zarr gives, tested on every store the tests have) and fork-safe, and
-reads a random crop about twice as fast as zarr (docs/performance.md). ``TLCORE_DECODER=zarr``
+is exact (zarr's bytes where zarr reads a chunk, an error where zarr raises; tested against
+zarr on random intact and damaged stores) and fork-safe, and reads a random crop faster than
+zarr (docs/performance.md). ``TLCORE_DECODER=zarr``
 (or ``none``) reads through the plugin's zarr array, as tlcore did before.
 """
 
 from __future__ import annotations
 
-import os
-import threading
-import warnings
-from typing import Any
-
-import numpy as np
-
-from tlcore.lazy.reader import ArrayReader
+from tlcore.decoders.select import (
+    DECODER_ENV,
+    DECODERS,
+    DEFAULT_DECODER,
+    FORK_SAFE,
+    handle_for,
+    requested,
+)
 
 __all__ = ["DECODER_ENV", "DECODERS", "DEFAULT_DECODER", "FORK_SAFE", "handle_for", "requested"]
-
-DECODER_ENV = "TLCORE_DECODER"
-DECODERS = ("tensorstore", "zarrs", "tlcore")
-#: The decoder an unset ``TLCORE_DECODER`` means (None: the plugin's own zarr read).
-DEFAULT_DECODER: str | None = "tlcore"
-#: Decoders that a process forked after using them may keep using.
-FORK_SAFE = frozenset({"tlcore"})
-
-_lock = threading.Lock()
-_used_in: dict[str, int] = {}  # decoder -> pid of the process that first used it
-_handles: dict[tuple[Any, ...], Any] = {}
-_warned: set[str] = set()
-
-
-def requested() -> str | None:
-    """The decoder ``TLCORE_DECODER`` names: :data:`DEFAULT_DECODER` when unset, empty or
-    ``default``; None (the plugin's read) for ``zarr`` or ``none``."""
-    name = os.environ.get(DECODER_ENV, "").strip().lower()
-    if name in ("", "default"):
-        return DEFAULT_DECODER
-    if name in ("zarr", "none"):
-        return None
-    if name not in DECODERS:
-        raise ValueError(f"{DECODER_ENV}={name!r}: expected one of {', '.join(DECODERS)}")
-    return name
-
-
-def handle_for(reader: ArrayReader) -> Any | None:
-    """An open handle of ``reader``'s stored array through the requested decoder, for
-    :meth:`tlcore.lazy.reader.ArrayReader.read`; None to read through the reader as usual."""
-    name = requested()
-    if name is None:
-        return None
-    pid = os.getpid()
-    first = _used_in.get(name)
-    if first is not None and first != pid and name not in FORK_SAFE:
-        _warn_once(name, f"{DECODER_ENV}={name} is not used in this process: it was forked from "
-                   f"one that had used {name}, which does not survive fork. Use "
-                   "multiprocessing_context='spawn' or 'forkserver'.")  # fmt: skip
-        return None
-    native = reader.handle
-    key = (name, pid, type(reader).__qualname__, reader.identity())
-    with _lock:
-        if key in _handles:
-            return _handles[key]
-        found = _open(name, native)
-        if found is not None and name not in FORK_SAFE:
-            _used_in.setdefault(name, pid)
-        _handles[key] = found
-        return found
-
-
-def _open(name: str, native: Any) -> Any | None:
-    try:
-        import zarr
-        from zarr.storage import LocalStore
-    except ImportError:
-        return None
-    if not isinstance(native, zarr.Array) or not isinstance(native.store, LocalStore):
-        return None
-    if name == "tlcore":
-        from tlcore.decoders import zarrfast
-
-        return zarrfast.open_array(native)  # None where unsupported: zarr reads it
-    try:
-        if name == "zarrs":
-            import zarrs  # noqa: F401  (fails here, not inside zarr, when it is missing)
-
-            with zarr.config.set({"codec_pipeline.path": "zarrs.ZarrsCodecPipeline"}):
-                return zarr.open_array(store=native.store, path=native.path, mode="r")
-        import tensorstore as ts
-
-        driver = "zarr3" if native.metadata.zarr_format == 3 else "zarr"
-        path = os.path.join(str(native.store.root), native.path)
-        spec = {"driver": driver, "kvstore": {"driver": "file", "path": path}}
-        return _TensorStoreArray(ts.open(spec, read=True, open=True).result())
-    except ImportError:
-        _warn_once(name, f"{DECODER_ENV}={name} but {name} is not installed (pip install {name})")
-        return None
-
-
-class _TensorStoreArray:
-    """numpy-style basic indexing onto a tensorstore array, read at once."""
-
-    def __init__(self, store: Any) -> None:
-        self.store = store
-        self.shape = tuple(store.shape)
-        self.ndim = len(self.shape)
-
-    def __getitem__(self, key: Any) -> np.ndarray:
-        return np.asarray(self.store[key].read().result())
-
-
-def _after_fork_in_child() -> None:
-    # A lock another thread of the parent held at fork time stays held in the child.
-    global _lock
-    _lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _warn_once(name: str, message: str) -> None:
-    if name not in _warned:
-        _warned.add(name)
-        warnings.warn(message, RuntimeWarning, stacklevel=3)

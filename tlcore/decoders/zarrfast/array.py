@@ -1,0 +1,220 @@
+""":class:`FastZarrArray`: region reads of one local zarr array, its touched chunk files read
+and decoded on a few threads, each chunk's needed part copied into one output."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import stat
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tlcore.decoders.zarrfast import codecs, pool, settings
+from tlcore.decoders.zarrfast.layout import Layout
+from tlcore.errors import TlcoreError
+from tlcore.lazy.reader import split_index
+
+__all__ = ["ChunkReadError", "FastZarrArray"]
+
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+class ChunkReadError(TlcoreError, ValueError):
+    """A chunk file that exists cannot be read or decoded (zarr refuses it too). The message
+    names the chunk file, its chunk coordinates, the array and the store."""
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+@dataclass(frozen=True)
+class _Task:
+    path: str
+    coords: tuple[int, ...]
+    chunk_sel: tuple[slice, ...]
+    out_sel: tuple[slice, ...]
+    first: int  # first needed byte of the decoded chunk (its memory order)
+    stop: int  # one past the last needed byte
+
+
+class FastZarrArray:
+    """A read-only, numpy-style view of one local zarr array that decodes the touched chunks
+    of each read on threads. Build it with :func:`tlcore.decoders.zarrfast.open_array`.
+
+    Indexing takes integers, slices (any step) and ``...``; the result is a new C-ordered
+    numpy array equal to ``zarr_array[key]`` (same values, same dtype; a 0-d array when every
+    index is an integer, as zarr gives). A chunk file zarr cannot decode raises
+    :class:`ChunkReadError` naming it. Safe to call from several threads at once.
+
+    The layout (shape, chunking, codec) is the one of the ``zarr.Array`` it was built from,
+    as zarr's own array object keeps it: reopen both after rewriting the array's metadata.
+    """
+
+    def __init__(
+        self, layout: Layout, *, threads: int | None = None, partial: bool | None = None
+    ) -> None:
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
+        self._layout = layout
+        self.threads = threads
+        self.partial = partial
+        self.shape = layout.shape
+        self.ndim = len(layout.shape)
+        self.dtype = layout.dtype
+        self.chunks = layout.chunks
+
+    @property
+    def layout(self) -> Layout:
+        """How the array's chunks are stored (read from its metadata when opened)."""
+        return self._layout
+
+    def __repr__(self) -> str:
+        lay = self._layout
+        return (
+            f"FastZarrArray({lay.folder!r}, shape={self.shape}, chunks={self.chunks}, "
+            f"dtype={self.dtype}, codec={lay.codec})"
+        )
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return self.read(key)
+
+    def read(self, key: Any, *, partial: bool | None = None) -> np.ndarray:
+        """``self[key]``; ``partial`` overrides the partial-read switch for this read.
+
+        Args:
+            key: integers, slices and ``...``, as numpy basic indexing.
+            partial: read only the needed byte range of uncompressed chunks (compressed
+                chunks are always decoded whole); None: the array's setting, else
+                ``TLCORE_ZARRFAST_PARTIAL``.
+
+        Returns:
+            A new array equal to ``zarr_array[key]``.
+
+        Raises:
+            ChunkReadError: a touched chunk file cannot be read or decoded.
+        """
+        region, post = split_index(key, self.shape)
+        out = np.empty(tuple(s.stop - s.start for s in region), dtype=self.dtype)
+        if out.size:
+            if partial is None:
+                partial = self.partial if self.partial is not None else settings.partial_enabled()
+            tasks = self._tasks(region, partial)
+            limit = self.threads if self.threads is not None else settings.threads_setting()
+            lay = self._layout
+            pool.run(lambda task: _read_chunk(lay, task, out), tasks, min(limit, len(tasks)))
+        if not post:
+            return out
+        picked = out[post]
+        # All integers: a 0-d array, as zarr returns (a numpy scalar would lose the byte order).
+        return picked if isinstance(picked, np.ndarray) else out.reshape(())
+
+    def _tasks(self, region: tuple[slice, ...], partial: bool) -> list[_Task]:
+        lay = self._layout
+        item = lay.stored.itemsize
+        per_axis = [range(s.start // k, (s.stop - 1) // k + 1) for s, k in zip(region, lay.chunks)]
+        # Strides (in elements) of a chunk in its memory order, for the needed byte range.
+        strides = _strides(lay.chunks, lay.order)
+        whole = not partial or lay.codec is not None
+        tasks = []
+        for coords in itertools.product(*per_axis):
+            chunk_sel, out_sel = [], []
+            first = last = 0
+            for c, s, k, stride in zip(coords, region, lay.chunks, strides):
+                lo, hi = max(s.start, c * k), min(s.stop, (c + 1) * k)
+                chunk_sel.append(slice(lo - c * k, hi - c * k))
+                out_sel.append(slice(lo - s.start, hi - s.start))
+                first += (lo - c * k) * stride
+                last += (hi - 1 - c * k) * stride
+            if whole:
+                first, last = 0, math.prod(lay.chunks) - 1
+            path = os.path.join(lay.folder, lay.key(coords))
+            tasks.append(_Task(path, coords, tuple(chunk_sel), tuple(out_sel), first * item,
+                               (last + 1) * item))  # fmt: skip
+        return tasks
+
+
+def _strides(chunks: Sequence[int], order: str) -> list[int]:
+    dims = list(chunks) if order == "C" else list(reversed(chunks))
+    strides = [math.prod(dims[i + 1 :]) for i in range(len(dims))]
+    return strides if order == "C" else list(reversed(strides))
+
+
+# -- one chunk ---------------------------------------------------------------------------------
+def _read_chunk(lay: Layout, task: _Task, out: np.ndarray) -> None:
+    nbytes = lay.chunk_nbytes
+    try:
+        decoded = _load_chunk(lay, task, nbytes)
+    except (codecs.ChunkDamage, OSError) as exc:
+        raise ChunkReadError(
+            f"{task.path}: chunk {task.coords} of the {lay.where()} cannot be read: {exc}. "
+            "zarr cannot read it either; restore or rewrite that chunk file (a 0-byte or "
+            "truncated file is what an interrupted copy or sync leaves behind).",
+            task.path,
+        ) from exc
+    if decoded is None:  # no chunk: the fill value, as zarr reads it
+        out[task.out_sel] = lay.fill
+        settings.stats.add_missing()
+        return
+    settings.stats.add(task.stop - task.first, nbytes)
+    chunk = decoded.view(lay.stored).reshape(lay.chunks, order=lay.order)
+    out[task.out_sel] = chunk[task.chunk_sel]
+
+
+def _load_chunk(lay: Layout, task: _Task, nbytes: int) -> np.ndarray | None:
+    """The chunk's bytes (uint8, ``nbytes``, at least the task's byte range filled), or None
+    when there is no chunk: zarr's ``LocalStore`` reads a missing file, or a folder in its
+    place, as no chunk (the fill value)."""
+    try:
+        fd = os.open(task.path, _OPEN_FLAGS)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):  # Linux opens a folder read-only without complaint
+            return None
+        size = info.st_size
+        if lay.codec is None:
+            if size != nbytes:
+                raise codecs.ChunkDamage(
+                    f"the file has {size} bytes, an uncompressed chunk {nbytes}"
+                )
+            # Only the needed range, read straight into fresh memory (untouched pages of
+            # np.empty cost nothing).
+            dest = np.empty(nbytes, dtype=np.uint8)
+            _pread_into(fd, memoryview(dest)[task.first : task.stop], task.first)  # type: ignore[arg-type]
+            return dest
+        # The whole file into a fresh bytes object: a decoder never sees another chunk's bytes.
+        data = os.pread(fd, size, 0)
+        while len(data) < size:
+            more = os.pread(fd, size - len(data), len(data))
+            if not more:
+                raise codecs.ChunkDamage(f"the file ends after {len(data)} bytes (it changed "
+                                         "while being read?)")  # fmt: skip
+            data += more
+        return codecs.decode(lay.codec, data, nbytes)
+    except IsADirectoryError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _pread_into(fd: int, view: memoryview, offset: int) -> None:
+    """Fill ``view`` from the file at ``offset``."""
+    got = 0
+    while got < len(view):
+        if hasattr(os, "preadv"):
+            n = os.preadv(fd, [view[got:]], offset + got)
+        else:  # pragma: no cover - Windows
+            os.lseek(fd, offset + got, os.SEEK_SET)
+            data = os.read(fd, len(view) - got)
+            n = len(data)
+            view[got : got + n] = data
+        if n == 0:
+            raise codecs.ChunkDamage(f"the file ends after {offset + got} bytes (it changed "
+                                     "while being read?)")  # fmt: skip
+        got += n

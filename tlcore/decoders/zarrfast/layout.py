@@ -1,0 +1,175 @@
+"""What a chunk file of a supported array holds, decided from the array's metadata alone.
+
+:func:`layout` turns an open ``zarr.Array`` into a :class:`Layout` (folder, shape, chunking,
+data type and byte order, memory order, codec, fill value, chunk key encoding), or raises
+:class:`Unsupported` with the reason: anything this package does not decode exactly as zarr
+does is refused, and the caller reads through zarr.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+__all__ = ["CODECS", "Layout", "Unsupported", "layout"]
+
+#: The compressors this package decodes (None: uncompressed).
+CODECS = ("zstd", "blosc", "gzip", "zlib")
+
+_KINDS = "biufc"  # bool, signed, unsigned, float, complex
+
+
+class Unsupported(Exception):
+    """The array cannot be read by this package; the message says why."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How one array's chunks are stored."""
+
+    store: str  # the store's root folder
+    path: str  # the array's path inside the store ("" for the root)
+    shape: tuple[int, ...]
+    chunks: tuple[int, ...]
+    dtype: np.dtype[Any]  # what zarr returns
+    stored: np.dtype[Any]  # the chunk's elements as stored (byte order)
+    order: Literal["C", "F"]  # memory order of a chunk's elements
+    codec: str | None  # one of CODECS, or None (uncompressed)
+    fill: Any
+    key: Callable[[tuple[int, ...]], str]
+
+    @property
+    def folder(self) -> str:
+        """The array's folder on disk."""
+        return os.path.join(self.store, self.path) if self.path else self.store
+
+    @property
+    def chunk_nbytes(self) -> int:
+        """The bytes of one decoded chunk."""
+        return math.prod(self.chunks) * self.stored.itemsize
+
+    def where(self) -> str:
+        """The array and store, for error messages."""
+        return f"array '{self.path or '/'}' of the zarr store {self.store}"
+
+
+def layout(array: Any) -> Layout:
+    """The :class:`Layout` of ``array`` (an open ``zarr.Array``); raises :class:`Unsupported`."""
+    try:
+        import zarr
+        from zarr.storage import LocalStore
+    except ImportError as exc:  # pragma: no cover - zarr made the array
+        raise Unsupported("zarr is not importable") from exc
+    if not isinstance(array, zarr.Array):
+        raise Unsupported(f"not a zarr.Array: {type(array).__name__}")
+    store = array.store
+    if type(store) is not LocalStore:  # a subclass or wrapper may change what get() returns
+        raise Unsupported(f"store is {type(store).__name__}, not a local folder (LocalStore)")
+    meta = array.metadata
+    if len(meta.shape) == 0:
+        raise Unsupported("0-d array")
+    where = (str(store.root), array.path)
+    if meta.zarr_format == 2:
+        return _layout_v2(meta, *where)
+    if meta.zarr_format == 3:
+        return _layout_v3(meta, *where)
+    raise Unsupported(f"zarr format {meta.zarr_format}")  # pragma: no cover
+
+
+def _dtype(zdtype: Any) -> np.dtype[Any]:
+    dtype: np.dtype[Any] = np.dtype(zdtype.to_native_dtype())
+    if dtype.kind not in _KINDS or dtype.fields is not None or dtype.subdtype is not None:
+        raise Unsupported(f"data type {dtype} (only bool, integer, float and complex)")
+    return dtype
+
+
+def _fill(meta: Any, zdtype: Any, dtype: np.dtype[Any]) -> Any:
+    # zarr 3 (codec_pipeline.fill_value_or_default): a v2 "fill_value": null reads as the
+    # data type's default scalar (zero).
+    fill = meta.fill_value
+    if fill is None:
+        fill = zdtype.default_scalar()
+    return np.asarray(fill, dtype=dtype)
+
+
+def _layout_v2(meta: Any, store: str, path: str) -> Layout:
+    import numcodecs  # type: ignore[import-untyped]
+
+    dtype = _dtype(meta.dtype)
+    if meta.filters:
+        names = ", ".join(type(f).__name__ for f in meta.filters)
+        raise Unsupported(f"v2 filters ({names})")
+    compressor = meta.compressor
+    known: dict[type, str] = {
+        numcodecs.Zstd: "zstd",
+        numcodecs.Blosc: "blosc",
+        numcodecs.GZip: "gzip",
+        numcodecs.Zlib: "zlib",
+    }
+    if compressor is not None and type(compressor) not in known:
+        raise Unsupported(f"v2 compressor {type(compressor).__name__}")
+    codec = known[type(compressor)] if compressor is not None else None
+    if meta.order not in ("C", "F"):
+        raise Unsupported(f"v2 order {meta.order!r}")  # pragma: no cover - zarr validates
+    return Layout(
+        store,
+        path,
+        tuple(meta.shape),
+        tuple(meta.chunks),
+        dtype,
+        dtype,
+        meta.order,
+        codec,
+        _fill(meta, meta.dtype, dtype),
+        meta.encode_chunk_key,
+    )
+
+
+def _layout_v3(meta: Any, store: str, path: str) -> Layout:
+    from zarr.codecs import BloscCodec, BytesCodec, GzipCodec, TransposeCodec, ZstdCodec
+    from zarr.core.chunk_grids import RegularChunkGrid
+    from zarr.core.chunk_key_encodings import DefaultChunkKeyEncoding, V2ChunkKeyEncoding
+
+    if type(meta.chunk_grid) is not RegularChunkGrid:
+        raise Unsupported(f"chunk grid {type(meta.chunk_grid).__name__}")
+    if getattr(meta, "storage_transformers", ()):
+        raise Unsupported("storage transformers")
+    encoding = meta.chunk_key_encoding
+    if type(encoding) not in (DefaultChunkKeyEncoding, V2ChunkKeyEncoding):
+        raise Unsupported(f"chunk key encoding {type(encoding).__name__}")
+    dtype = _dtype(meta.data_type)
+    codecs = list(meta.codecs)
+    names = ", ".join(type(c).__name__ for c in codecs)
+    ndim = len(meta.shape)
+    if codecs and type(codecs[0]) is TransposeCodec:
+        if tuple(codecs[0].order) != tuple(range(ndim)):
+            raise Unsupported(f"transpose codec with order {tuple(codecs[0].order)}")
+        codecs = codecs[1:]  # the identity: nothing to undo
+    if not codecs or type(codecs[0]) is not BytesCodec:
+        raise Unsupported(f"codecs [{names}] (expected bytes, then one compressor)")
+    endian = codecs[0].endian
+    rest = codecs[1:]
+    known: dict[type, str] = {ZstdCodec: "zstd", BloscCodec: "blosc", GzipCodec: "gzip"}
+    if len(rest) > 1 or (rest and type(rest[0]) not in known):
+        raise Unsupported(f"codecs [{names}] (expected bytes, then one of zstd, blosc, gzip)")
+    codec = known[type(rest[0])] if rest else None
+    stored = dtype
+    if dtype.itemsize > 1 and endian is not None:
+        stored = dtype.newbyteorder("<" if endian.value == "little" else ">")
+    return Layout(
+        store,
+        path,
+        tuple(meta.shape),
+        tuple(meta.chunk_grid.chunk_shape),
+        dtype,
+        stored,
+        "C",
+        codec,
+        _fill(meta, meta.data_type, dtype),
+        meta.encode_chunk_key,
+    )
