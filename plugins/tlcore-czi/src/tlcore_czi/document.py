@@ -107,6 +107,13 @@ class Scene:
             max(1, w // f),
         )
 
+    @property
+    def one_uncompressed_block_per_plane(self) -> bool:
+        """Every plane is one uncompressed subblock (no mosaic to compose): any rectangle of
+        it is read from the file directly, at no more cost in bands than whole."""
+        planes = {(b.dims.get("T", 0), b.dims.get("C", 0), b.dims.get("Z", 0)) for b in self.blocks}
+        return len(planes) == len(self.blocks) and all(b.compression == 0 for b in self.blocks)
+
     def chunks(self, level: int = 0) -> tuple[int, int, int, int, int]:
         """One chunk per plane at most (the 3 samples of an RGB pixel are stored together, so
         an RGB plane is one chunk of 3 channels); Y/X like the stored tiles, 256-2048."""
@@ -115,8 +122,8 @@ class Scene:
             return (1, self.samples, 1, y, x)
         th, tw = (min(2048, max(256, n)) for n in self.tile_size)
         cy, cx = min(y, th), min(x, tw)
-        if level == 0 and all(b.compression == 0 for b in self.blocks):
-            # Uncompressed subblocks are read by rows and columns (tlcore_czi.direct), so a
+        if level == 0 and self.one_uncompressed_block_per_plane:
+            # Such subblocks are read by rows and columns (tlcore_czi.direct), so a
             # plane need not be one chunk: bands of a few rows across a few planes keep a
             # plain dask ``.compute()`` of a crop near the crop's own bytes.
             row = cx * self.samples * _ITEMSIZE[self.dtype]
