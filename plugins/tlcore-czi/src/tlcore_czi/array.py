@@ -6,8 +6,8 @@ the subblocks the rectangle touches (mosaic tiles stitched, pyramid layers picke
 decodes nothing else, but decodes each of those subblocks whole. Where one uncompressed
 full-resolution subblock covers the whole rectangle (the usual one-subblock-per-plane file, or a
 crop inside one mosaic tile), the rows and columns are read straight from the file instead
-(:mod:`tlcore_czi.direct`), so a crop reads about its own bytes, not whole planes. Raw tiles (the ``czi_tiles`` option) go through aicspylibczi, which reads
-one subblock by its M index.
+(:mod:`tlcore_czi.direct`), so a crop reads about its own bytes, not whole planes. Raw tiles
+(the ``czi_tiles`` option) go through aicspylibczi, which reads one subblock by its M index.
 """
 
 from __future__ import annotations
