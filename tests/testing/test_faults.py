@@ -35,7 +35,10 @@ class Fault:
     reference: bool = True
 
 
-OPEN_LAZY = "def open_lazy(source: Source) -> LazyImage:\n    meta = read_meta(source)\n"
+OPEN_LAZY = (
+    "def open_lazy(source: Source, scene: int, level: int) -> LazyImage:\n"
+    "    meta = read_meta(source)\n"
+)
 READ_FRAME = 'frame = np.load(handle[ti], mmap_mode="r")'
 CHUNKS = "return (1, shape[1], shape[2], shape[3], shape[4])"
 
@@ -48,6 +51,18 @@ FAULTS: dict[str, Fault] = {
         ("stack.py", "        read_meta(source)\n",
          "        for f in read_meta(source).files:\n            np.load(f).sum()\n"),
     )),
+    # The same two faults on the docs' small sample (256 bytes of pixels: under any floor):
+    # the kit's own large sample catches them.
+    "small-sample-open-reads-every-frame": Fault(
+        "metadata-only", "test_metadata_hooks_read_no_pixels_of_a_large_sample", (
+            ("stack.py", OPEN_LAZY,
+             OPEN_LAZY + "    display_range = [float(np.load(f).max()) for f in meta.files]\n"),
+        ), shape=(2, 1, 1, 8, 8)),
+    "small-sample-can-open-reads-pixels": Fault(
+        "metadata-only", "test_metadata_hooks_read_no_pixels_of_a_large_sample", (
+            ("stack.py", "        read_meta(source)\n",
+             "        for f in read_meta(source).files:\n            np.load(f).sum()\n"),
+        ), shape=(2, 1, 1, 8, 8)),
     "memory-maps-on-the-reader": Fault("pickle-is-metadata", "test_pickle_is_metadata", (
         ("stack.py", "        self.files = meta.files\n",
          "        self.files = meta.files\n"
@@ -83,8 +98,8 @@ FAULTS: dict[str, Fault] = {
         ("stack.py", "return (self.key,)", "return (self.key, id(self))"),
     )),
     "heavy-hook-module": Fault("light-hook-module", "test_hook_module_is_light", (
-        ("reader.py", "from tlcore import ReaderInfo, hookimpl\n",
-         "import dask.array  # noqa: F401\n\nfrom tlcore import ReaderInfo, hookimpl\n"),
+        ("reader.py", "from tlcore import ReaderHooks, ReaderInfo\n",
+         "import dask.array  # noqa: F401\n\nfrom tlcore import ReaderHooks, ReaderInfo\n"),
     )),
     "every-timepoint-the-first": Fault("reference", "test_pixels_match_reference", (
         ("stack.py", READ_FRAME, READ_FRAME.replace("handle[ti]", "handle[0]")),
