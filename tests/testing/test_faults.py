@@ -51,6 +51,18 @@ FAULTS: dict[str, Fault] = {
         ("stack.py", "        read_meta(source)\n",
          "        for f in read_meta(source).files:\n            np.load(f).sum()\n"),
     )),
+    # The same two faults on the docs' small sample (256 bytes of pixels: under any floor):
+    # the kit's own large sample catches them.
+    "small-sample-open-reads-every-frame": Fault(
+        "metadata-only", "test_metadata_hooks_read_no_pixels_of_a_large_sample", (
+            ("stack.py", OPEN_LAZY,
+             OPEN_LAZY + "    display_range = [float(np.load(f).max()) for f in meta.files]\n"),
+        ), shape=(2, 1, 1, 8, 8)),
+    "small-sample-can-open-reads-pixels": Fault(
+        "metadata-only", "test_metadata_hooks_read_no_pixels_of_a_large_sample", (
+            ("stack.py", "        read_meta(source)\n",
+             "        for f in read_meta(source).files:\n            np.load(f).sum()\n"),
+        ), shape=(2, 1, 1, 8, 8)),
     "memory-maps-on-the-reader": Fault("pickle-is-metadata", "test_pickle_is_metadata", (
         ("stack.py", "        self.files = meta.files\n",
          "        self.files = meta.files\n"

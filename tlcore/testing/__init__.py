@@ -14,7 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-MODULES = ("conformance", "chunking", "graph", "pickling", "imports", "iowatch", "rules")
+MODULES = (
+    "conformance", "expected", "kitbase", "rules_discovery", "rules_metadata", "rules_image",
+    "rules_pixels", "chunking", "graph", "pickling", "imports", "iowatch", "rules",
+)  # fmt: skip
 pytest.register_assert_rewrite(*(f"tlcore.testing.{m}" for m in MODULES))
 
 if TYPE_CHECKING:

@@ -14,14 +14,29 @@ def is_dask(x: Any) -> bool:
     return hasattr(x, "dask") and hasattr(x, "compute")
 
 
-def read_whole(array: Any, dtype: np.dtype[Any] | None) -> np.ndarray:
+#: From this many output bytes on, :class:`tlcore.ComputeDaskd` converts chunk by chunk.
+CHUNKWISE_BYTES = 32 * 2**20
+
+
+def read_whole(array: Any, dtype: np.dtype[Any] | None, scheduler: str | None = None) -> np.ndarray:
     """The eager path: the whole selection, read block by block into one preallocated array
-    (so the peak is the image once in ``dtype``, not the image plus dask's pieces)."""
+    (so the peak is the image once in ``dtype`` plus a chunk per thread, not the image in its
+    stored dtype plus the converted copy plus dask's pieces)."""
     import dask.array as da
 
     out = np.empty(array.shape, dtype=dtype or array.dtype)
-    da.store(array, out, lock=False, scheduler=default_scheduler())
+    da.store(array, out, lock=False, scheduler=scheduler or default_scheduler())
     return out
+
+
+def torch_dtype_for(dtype: np.dtype[Any]) -> np.dtype[Any]:
+    """The dtype a tensor gets without an explicit one: uint16/uint32 widen losslessly to
+    int32/int64 (torch has no unsigned 16/32-bit tensors MONAI can use); others stay."""
+    if dtype == np.uint16:
+        return np.dtype(np.int32)
+    if dtype == np.uint32:
+        return np.dtype(np.int64)
+    return np.dtype(dtype)
 
 
 def manifest_cell(value: Any, default: Any) -> Any:

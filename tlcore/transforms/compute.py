@@ -18,11 +18,35 @@ from tlcore.lazy import chunkcache
 from tlcore.lazy.array import LazyArray
 from tlcore.lazy.compute import compute
 from tlcore.transforms.arrays import (
+    CHUNKWISE_BYTES,
     default_scheduler,
     is_dask,
     numpy_dtype,
+    torch_dtype_for,
 )
 from tlcore.transforms.meta import meta_key, monai_box, tensor_meta, with_box
+
+#: Working memory of a converted eager read, as a fraction of the output's bytes.
+BATCH_FRACTION = 0.125
+
+
+def _read_planewise(value: Any, dtype: np.dtype[Any], scheduler: str) -> np.ndarray:
+    """``value`` read a few planes (last two axes) at a time, each batch through tlcore's
+    one-region read, and converted into a preallocated array of ``dtype``. A batch holds at
+    most :data:`BATCH_FRACTION` of the output's bytes (one plane at least), so the peak stays
+    under 1.2x the output while each read is large enough that its fixed cost does not count."""
+    out = np.empty(value.shape, dtype=dtype)
+    lead = tuple(value.shape[:-2])
+    if not lead:
+        out[...] = compute(value, scheduler)
+        return out
+    plane = int(np.prod(value.shape[-2:])) * np.dtype(value.dtype).itemsize
+    step = max(1, min(lead[-1], int(BATCH_FRACTION * out.nbytes) // max(1, plane)))
+    for outer in np.ndindex(*lead[:-1]):
+        for start in range(0, lead[-1], step):
+            index = (*outer, slice(start, start + step))
+            out[index] = compute(value[index], scheduler)
+    return out
 
 
 class WholeImageWarning(UserWarning):
@@ -49,6 +73,11 @@ class ComputeDaskd(MapTransform):
 
     Arrays that are already computed (numpy, torch) get the same dtype handling, so the
     transform is safe in a pipeline whose loader is eager; other values pass through.
+
+    A lazy read of at least :data:`tlcore.transforms.arrays.CHUNKWISE_BYTES` output bytes that
+    needs a conversion is decoded and converted a few planes at a time into the output array (peak:
+    the output plus an eighth of it, or one plane); smaller ones (crops) are read as one region and
+    converted after.
 
     A lazy array that was never cropped and holds more than ``warn_bytes`` stored bytes gives
     a :class:`WholeImageWarning` with the bytes about to be read (None: never warn).
@@ -81,7 +110,14 @@ class ComputeDaskd(MapTransform):
                     tracked, box = True, value.origin
                     self._warn_whole(value, d.get(meta_key(key)))
                     chunkcache.stats.crop(int(value.size) * value.source_itemsize)
-                value = compute(value, scheduler)
+                target = dtype if dtype is not None else torch_dtype_for(np.dtype(value.dtype))
+                if target != value.dtype and int(value.size) * target.itemsize >= CHUNKWISE_BYTES:
+                    # A large read that is converted: decode and convert a few planes at a
+                    # time into the output, so the peak is about the output, not the
+                    # stored-dtype image plus its converted copy.
+                    value = _read_planewise(value, target, scheduler)
+                else:
+                    value = compute(value, scheduler)
             elif isinstance(value, MetaTensor):
                 box = monai_box(value)
                 tracked = box is not None
@@ -92,7 +128,7 @@ class ComputeDaskd(MapTransform):
                 array = array.astype(dtype)
             elif array.dtype == np.uint16 or array.dtype == np.uint32:
                 # torch has no unsigned 16/32-bit tensors that MONAI can use: widen losslessly.
-                array = array.astype(np.int32 if array.dtype == np.uint16 else np.int64)
+                array = array.astype(torch_dtype_for(array.dtype))
             tensor = torch.from_numpy(np.ascontiguousarray(array))
             meta = d.get(meta_key(key))
             if isinstance(meta, dict):

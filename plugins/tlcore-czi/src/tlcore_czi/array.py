@@ -3,8 +3,11 @@
 Stitched scenes (the default) go through pylibCZIrw's ROI reads: each (T, C, Z) plane of a
 region is one ``CziReader.read(roi=..., plane=..., scene=..., zoom=...)``, which composes only
 the subblocks the rectangle touches (mosaic tiles stitched, pyramid layers picked by zoom) and
-decodes nothing else. Raw tiles (the ``czi_tiles`` option) go through aicspylibczi, which reads
-one subblock by its M index.
+decodes nothing else, but decodes each of those subblocks whole. Where one uncompressed
+full-resolution subblock covers the whole rectangle (the usual one-subblock-per-plane file, or a
+crop inside one mosaic tile), the rows and columns are read straight from the file instead
+(:mod:`tlcore_czi.direct`), so a crop reads about its own bytes, not whole planes. Raw tiles
+(the ``czi_tiles`` option) go through aicspylibczi, which reads one subblock by its M index.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ import numpy as np
 
 from tlcore import Source
 from tlcore.lazy import ArrayReader, Region
-from tlcore_czi.document import Scene
+from tlcore_czi.direct import DirectPlanes
+from tlcore_czi.document import Scene, load
 
 
 class _CziReaderBase(ArrayReader):
@@ -69,17 +73,22 @@ class _CziReaderBase(ArrayReader):
 class CziPlaneReader(_CziReaderBase):
     """A stitched CZI scene (any pyramid level) read by ROI through pylibCZIrw."""
 
-    def _open(self) -> Any:
-        from pylibCZIrw import czi as pyczi
-
-        # CziReader opens the file read-only; the handle lives as long as this reader.
-        return pyczi.CziReader(self.source.uri)
+    def _open(self) -> DirectPlanes:
+        # The subblock index comes from the parsed document (cached per process), not from
+        # the pickled reader: a reader stays a few hundred bytes whatever the number of planes.
+        scene = next(s for s in load(self.source).scenes if s.id == self.scene_id)
+        return DirectPlanes(self.source.uri, scene.blocks, self.dtype, self.samples)
 
     def _read_plane(self, handle: Any, plane: dict[str, int], ys: slice, xs: slice) -> np.ndarray:
         f = self.factor
         x0, y0, _, _ = self.rect
         h, w = ys.stop - ys.start, xs.stop - xs.start
         roi = (x0 + xs.start * f, y0 + ys.start * f, w * f, h * f)
+        if f == 1:
+            direct = handle.read(plane, roi)
+            if direct is not None:
+                return direct
+        handle = handle.czi
         # libCZI sizes the result as floor(extent * zoom): nudge 1/f up so 1/3 never rounds
         # a pixel away; the layer it picks is the same.
         zoom = None if f == 1 else min(1.0, (1.0 / f) * (1 + 1e-9))

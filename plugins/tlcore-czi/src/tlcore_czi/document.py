@@ -39,6 +39,7 @@ _OTHER_PIXEL_TYPES = {
     12: "Gray32",
     13: "Gray64",
 }
+_ITEMSIZE = {"uint8": 1, "uint16": 2, "float32": 4}
 #: Plane dimensions tlcore maps to its axes; the others must have a single value.
 PLANE_DIMS = ("T", "C", "Z")
 _DIM_NAMES = {"R": "rotation", "I": "illumination", "H": "phase", "V": "view", "B": "block"}
@@ -106,14 +107,43 @@ class Scene:
             max(1, w // f),
         )
 
+    @property
+    def one_uncompressed_block_per_plane(self) -> bool:
+        """Every plane is one uncompressed subblock (no mosaic to compose): any rectangle of
+        it is read from the file directly, at no more cost in bands than whole."""
+        planes = {(b.dims.get("T", 0), b.dims.get("C", 0), b.dims.get("Z", 0)) for b in self.blocks}
+        return len(planes) == len(self.blocks) and all(b.compression == 0 for b in self.blocks)
+
     def chunks(self, level: int = 0) -> tuple[int, int, int, int, int]:
         """One chunk per plane at most (the 3 samples of an RGB pixel are stored together, so
         an RGB plane is one chunk of 3 channels); Y/X like the stored tiles, 256-2048."""
-        *_, y, x = self.shape(level)
+        *_, z, y, x = self.shape(level)
         if self.tile is not None:
             return (1, self.samples, 1, y, x)
         th, tw = (min(2048, max(256, n)) for n in self.tile_size)
-        return (1, self.samples, 1, min(y, th), min(x, tw))
+        cy, cx = min(y, th), min(x, tw)
+        if level == 0 and self.one_uncompressed_block_per_plane:
+            # Such subblocks are read by rows and columns (tlcore_czi.direct), so a
+            # plane need not be one chunk: bands of a few rows across a few planes keep a
+            # plain dask ``.compute()`` of a crop near the crop's own bytes.
+            row = cx * self.samples * _ITEMSIZE[self.dtype]
+            if cy * row > BAND_TARGET_BYTES:
+                rows, planes = square_bands(row, cy, z)
+                return (1, self.samples, planes, rows, cx)
+        return (1, self.samples, 1, cy, cx)
+
+
+#: Dask chunk size aimed at for uncompressed pages read by rows (CZI and TIFF alike).
+BAND_TARGET_BYTES = 1 << 20
+
+
+def square_bands(row_bytes: int, height: int, depth: int, unit: int = 1) -> tuple[int, int]:
+    """Rows and planes of a chunk of about :data:`BAND_TARGET_BYTES` whose Y and Z extents are
+    equal (rounded to ``unit`` rows), which minimises what a cubic crop reads past its edges."""
+    side = max(1, math.isqrt(max(1, BAND_TARGET_BYTES // max(1, row_bytes))))
+    rows = min(height, max(unit, -(-side // unit) * unit))
+    planes = min(depth, max(1, BAND_TARGET_BYTES // max(1, rows * row_bytes)))
+    return rows, planes
 
 
 @dataclass(frozen=True)
