@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import tlcore
+from tlcore.io.source import Source
 from tlcore.readers.registry import get_registry
 from tlcore.testing import iowatch
 from tlcore.testing.expected import METADATA_HOOKS, Expected, in_alias, local_path
@@ -44,7 +45,7 @@ class MetadataRules(KitBase):
             pytest.skip("bytes read are measured for local samples only")
         budget = self.metadata_budget(sample)
         stats = read_stats.snapshot()
-        seen, over = self._hook_reads(sample, expected.scene, tmp_path, budget)
+        seen, over = self._hook_reads(sample, expected.scene, tmp_path, budget, expected)
         assert read_stats.snapshot() == stats, rule(
             "metadata-only", "a metadata hook read pixels through an ArrayReader"
         )
@@ -56,10 +57,20 @@ class MetadataRules(KitBase):
         )
 
     def _hook_reads(
-        self, sample: Path, scene: int, tmp_path: Path, budget: int
+        self,
+        sample: Path,
+        scene: int,
+        tmp_path: Path,
+        budget: int,
+        expected: Expected | None = None,
     ) -> tuple[list[str], list[str]]:
         """Bytes each metadata hook reads from ``sample``: every line, and those over
-        ``budget``. Skips the test where ``/proc/self/io`` cannot be read."""
+        ``budget``. ``expected`` says how the sample is named (a glob pattern inside
+        ``sample``). Skips the test where ``/proc/self/io`` cannot be read."""
+
+        def seen_as(path: Path) -> Source:
+            return Source.from_any(path) if expected is None else in_alias(expected, path)
+
         reg = get_registry()
         # Warm up through another name for the same file: imports and per-process set-up are
         # not the hook's reads, and a cache keyed on the source does not hide them.
@@ -74,7 +85,7 @@ class MetadataRules(KitBase):
             "open_lazy": {"scene": scene, "level": 0},
         }
         for hook in METADATA_HOOKS:
-            reg.call(self.reader_name, hook, in_alias(expected, alias), **calls[hook])
+            reg.call(self.reader_name, hook, seen_as(alias), **calls[hook])
         seen: list[str] = []
         over: list[str] = []
         for hook in METADATA_HOOKS:
@@ -88,7 +99,7 @@ class MetadataRules(KitBase):
                 target.parent.mkdir()
                 target.symlink_to(sample, target_is_directory=sample.is_dir())
                 with iowatch.watch(target, sample) as w:
-                    reg.call(self.reader_name, hook, in_alias(expected, target), **calls[hook])
+                    reg.call(self.reader_name, hook, seen_as(target), **calls[hook])
                 if w.bytes_read is None:
                     pytest.skip("/proc/self/io is not available: bytes read cannot be measured")
                 attempts.append((w.bytes_read, len(w.opened)))
