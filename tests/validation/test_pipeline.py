@@ -183,3 +183,11 @@ def test_worker_error_is_one_short_message(
     with pytest.raises(SampleError) as info:
         next(iter(dm.train_dataloader()))
     assert "Original Traceback" in str(info.value)
+
+
+def test_an_array_inside_a_store_says_to_open_the_store(files: list[Path], tmp_path: Path) -> None:
+    manifest = _csv(tmp_path, [Path(f"{files[0]}/0")], ["0"], ["train"])
+    report = tlcore.validate_manifest(manifest)
+    assert not report.ok
+    text = str(report.errors[0])
+    assert "is one zarr array inside a store" in text and f"open the store folder {files[0]}" in text
