@@ -21,8 +21,8 @@ from monai.transforms import (
 import tlcore
 from tlcore import BioIOImageLoaderd, ComputeDaskd, RandLazyCropd
 from tlcore.cli import main
-from tlcore.training.dataset import SampleError
 from tlcore.testing import iowatch
+from tlcore.training.dataset import SampleError
 from tlcore.validation import ValidationError
 
 
@@ -113,13 +113,12 @@ def test_sizes_that_differ_with_no_crop(files: list[Path], tmp_path: Path) -> No
     assert "row 0 give (1, 8, 64, 64)" in errors[0] and "row 1 give (1, 8, 48, 40)" in errors[0]
 
 
-def test_a_good_config_passes_reads_no_pixels_and_trains(
-    files: list[Path], tmp_path: Path
-) -> None:
+def test_a_good_config_passes_reads_no_pixels_and_trains(files: list[Path], tmp_path: Path) -> None:
     manifest = _csv(tmp_path, files * 2, ["0"] * 4, ["train", "train", "val", "val"])
     dm = tlcore.RandomTimelapseDatamodule(
         manifest, transforms={"train": _good(), "val": _good()}, batch_size=2
     )
+
     def chunks(watch: iowatch.Watch) -> set[str]:
         return {p for p in watch.opened if "/c/" in p or p.rsplit("/", 1)[-1][:1].isdigit()}
 
@@ -190,4 +189,6 @@ def test_an_array_inside_a_store_says_to_open_the_store(files: list[Path], tmp_p
     report = tlcore.validate_manifest(manifest)
     assert not report.ok
     text = str(report.errors[0])
-    assert "is one zarr array inside a store" in text and f"open the store folder {files[0]}" in text
+    assert (
+        "is one zarr array inside a store" in text and f"open the store folder {files[0]}" in text
+    )

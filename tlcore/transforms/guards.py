@@ -122,8 +122,14 @@ def pipeline_problems(
             continue  # the user's own transform: it may well be dask-aware
         key = touched[0]
         if cls.__name__ in ADDS_CHANNEL:
-            out.append((position, cls.__name__, f"{cls.__name__} (step {position} of the "
-                        f"pipeline) gets {key!r} from a channel-first loader. " + _REMOVE))
+            out.append(
+                (
+                    position,
+                    cls.__name__,
+                    f"{cls.__name__} (step {position} of the "
+                    f"pipeline) gets {key!r} from a channel-first loader. " + _REMOVE,
+                )
+            )
             continue  # fmt: skip
         what = (
             "returns the dask array unchanged, without an error: no tensor, no dtype change"

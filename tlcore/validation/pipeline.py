@@ -276,8 +276,8 @@ def _run(
         d = out
         for key, ndim in expected.items():
             if key in d and _is_array(d[key]) and d[key].ndim != ndim and key not in changed:
-                was, now = before.get(key), tuple(d[key].shape)
-                changed[key] = (position, name, str(was), str(now))
+                shape_before, shape_after = before.get(key), tuple(d[key].shape)
+                changed[key] = (position, name, str(shape_before), str(shape_after))
     for key, (at, by, was, now) in changed.items():
         fix = (
             f"remove {by} (step {at}): tlcore's loaders already return channel-first arrays"
@@ -360,7 +360,7 @@ def check_pipelines(
         if steps is None:
             continue  # not a Compose: it cannot be run without reading pixels
         skip: set[int] = set()
-        for position, step in enumerate(steps):
+        for step in steps:
             if _loader_kind(step) != "lazy":
                 continue
             for at, _name, message in pipeline_problems(step, _lazy_keys(step), steps):

@@ -282,9 +282,9 @@ def validate_rows(
         return opened
 
     try:
-        with reader_warnings() as caught:
-            with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(keys) or 1))) as pool:
-                results = dict(zip(keys, pool.map(task, keys.values())))
+        threads = max(1, min(max_workers, len(keys) or 1))
+        with reader_warnings() as caught, ThreadPoolExecutor(max_workers=threads) as pool:
+            results = dict(zip(keys, pool.map(task, keys.values())))
     finally:
         if bar is not None:
             bar.close()

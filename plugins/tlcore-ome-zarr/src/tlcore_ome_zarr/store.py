@@ -68,7 +68,7 @@ def join(*parts: str) -> str:
 
 #: Warnings already shown (Python's registry for :func:`warnings.warn_explicit`): each note
 #: once per store under the default filters.
-_SHOWN: dict[object, object] = {}
+_SHOWN: dict[str | tuple[str, type[Warning], int], int] = {}
 
 
 def warn(source: Source, group: str, note: str) -> None:
