@@ -192,3 +192,22 @@ def test_an_array_inside_a_store_says_to_open_the_store(files: list[Path], tmp_p
     assert (
         "is one zarr array inside a store" in text and f"open the store folder {files[0]}" in text
     )
+
+
+def test_reader_warnings_once_per_file_and_counted(
+    files: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+    import shutil
+
+    store = tmp_path / "um.ome.zarr"
+    shutil.copytree(files[0], store)
+    meta = store / "zarr.json"
+    meta.write_text(json.dumps(json.loads(meta.read_text())).replace('"micrometer"', '"um"'))
+    manifest = _csv(tmp_path, [store, store], ["0", "0"], ["train", "train"])
+    assert main(["validate", str(manifest), "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    found = [line for line in captured.out.splitlines() if "OmeZarrWarning" in line]
+    assert len(found) == 1 and "'um'" in found[0] and "row 0" in found[0]
+    assert "4 warning(s)" in captured.out  # the unit, the duplicate row, no val, no test
+    assert "OmeZarrWarning" not in captured.err
