@@ -115,10 +115,44 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def datamodule_from_config(config_path: str, manifest: str) -> Any:
+    """The datamodule a Hydra YAML describes (``_target_: tlcore.RandomTimelapseDatamodule``,
+    ``transforms:``...), with ``manifest`` as its ``path`` and no worker processes."""
+    import hydra.utils
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.load(config_path)
+    if "_target_" not in config and "data" in config:  # the lazy-loading guide nests it
+        config = config.data
+    config.path = manifest
+    config.num_workers = 0
+    if "persistent_workers" in config:
+        config.persistent_workers = False
+    try:
+        return hydra.utils.instantiate(config)
+    except Exception as exc:  # Hydra wraps the real error: show that one, and where
+        cause: BaseException = exc
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        raise ConfigError(
+            f"{config_path}: cannot build the datamodule: {type(cause).__name__}: {cause} "
+            f"({str(exc).splitlines()[0]})"
+        ) from exc
+
+
+class ConfigError(TlcoreError, ValueError):
+    """A datamodule YAML that Hydra cannot instantiate."""
+
+
 def _validate(args: argparse.Namespace) -> int:
     from tlcore.sampling.manifest import Columns
     from tlcore.validation import validate_manifest
 
+    if args.config:
+        datamodule = datamodule_from_config(args.config, args.manifest)
+        report = datamodule.check(required=("train",))
+        print(json.dumps(report.as_dict(), indent=2) if args.json else report.format())
+        return 0 if report.ok else 1
     columns = Columns(split_column=None if args.split_column == "" else args.split_column)
     report = validate_manifest(
         args.manifest,
@@ -142,13 +176,7 @@ def _preview(args: argparse.Namespace) -> int:
 
     kwargs: dict[str, Any] = {}
     if args.config:
-        import hydra.utils
-        from omegaconf import OmegaConf
-
-        config = OmegaConf.load(args.config)
-        config.path = args.manifest
-        config.num_workers = 0
-        kwargs["datamodule"] = hydra.utils.instantiate(config)
+        kwargs["datamodule"] = datamodule_from_config(args.config, args.manifest)
     else:
         kwargs.update(
             split_column=None if args.split_column == "" else args.split_column,
@@ -267,13 +295,26 @@ def build_parser() -> argparse.ArgumentParser:
             "Check every row of a manifest against its file (it opens, the scene, channels, "
             "level and time range exist, a first chunk decodes) and report every problem at "
             "once with its row, column and fix; exit 1 if there is any. When all is well, print "
-            "what training costs per split. Example: "
-            "tlcore validate manifest.csv --patch-shape 16 128 128 --num-timepoints 3"
+            "what training costs per split. With --config DATA.yaml, the datamodule's settings "
+            "are used and each split's transforms are dry-run on metadata (no pixels read): "
+            "whatever would stop the first batches is reported too. Examples: "
+            "tlcore validate manifest.csv --patch-shape 16 128 128 --num-timepoints 3; "
+            "tlcore validate manifest.csv --config configs/data/denoise_3d.yaml"
         ),
         parents=[common],
     )
     p.add_argument("manifest", help="manifest CSV/TSV/Parquet path or URL")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument(
+        "--config",
+        default=None,
+        metavar="DATA.yaml",
+        help=(
+            "a datamodule YAML (Hydra: _target_: tlcore.RandomTimelapseDatamodule, "
+            "transforms...): its settings replace the options below, MANIFEST replaces its "
+            "path, and each split's transforms are dry-run on the files' layouts"
+        ),
+    )
     p.add_argument("--split-column", default="split", help="'' puts every row in train")
     p.add_argument("--num-timepoints", type=int, default=1)
     p.add_argument("--patch-shape", type=int, nargs="+", default=None, metavar="N")
@@ -353,6 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = _debug_wanted(args)
+    if debug:  # training code (worker errors) reads it too
+        os.environ["TLCORE_DEBUG"] = "1"
     try:
         code: int = args.func(args)
         if debug and args.command == "plugins":

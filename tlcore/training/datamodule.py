@@ -237,7 +237,8 @@ class RandomTimelapseDatamodule(LightningDataModule):
         return self.datasets[split]
 
     def check(self, splits: Sequence[str] = SPLITS, required: Sequence[str] = ()) -> Any:
-        """Validate the manifest's ``splits`` against their files; the
+        """Validate the manifest's ``splits`` against their files, and dry-run each split's
+        transforms on the files' layouts (:mod:`tlcore.validation.pipeline`); the
         :class:`tlcore.validation.Report`."""
         from tlcore.validation import validate_manifest
 
@@ -251,7 +252,35 @@ class RandomTimelapseDatamodule(LightningDataModule):
             patch_shape=self.patch_shape,
             spatial_dims=self.spatial_dims,
             batch_size=int(self.loader_kwargs.get("batch_size") or 1),
+            pipelines=self._pipelines(splits),
         )
+
+    def _pipelines(self, splits: Sequence[str]) -> dict[str, Any]:
+        """What each split with rows will run, for the dry run (builds the datasets: no file
+        is opened). A manifest that cannot be read gives none: validation reports it."""
+        from tlcore.validation.pipeline import SplitPipeline
+
+        try:
+            rows = self.manifest()
+        except Exception:
+            return {}
+        per_split = isinstance(self.transforms, Mapping) and any(
+            str(k) in SPLITS for k in self.transforms
+        )
+        out = {}
+        for split in splits:
+            if not rows.get(split):
+                continue
+            missing = (
+                per_split and _per_split(self.transforms, split) is None
+                and self.patch_shape is None
+            )  # fmt: skip
+            out[split] = SplitPipeline(
+                self.dataset(split).transforms,
+                missing=missing,
+                num_timepoints=1 if self.independent_crops else self.num_timepoints,
+            )
+        return out
 
     def setup(self, stage: str | None = None) -> None:
         splits = _STAGE_SPLITS.get(stage or "", SPLITS)

@@ -4,13 +4,16 @@ turns a dead or stalled worker into one error that says what to do.
 
 from __future__ import annotations
 
+import os
+import re
+import traceback
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from torch.utils.data import DataLoader
 
 from tlcore.errors import TlcoreError
-from tlcore.training.dataset import TimelapseDataset
+from tlcore.training.dataset import SampleError, TimelapseDataset
 from tlcore.training.sampler import TimelapseSampler
 
 
@@ -54,6 +57,11 @@ class TimelapseDataLoader(DataLoader[dict[str, Any]]):
                 batch = next(batches)
             except StopIteration:
                 break
+            except SampleError as exc:
+                short = short_sample_error(exc)
+                if short is exc:
+                    raise
+                raise short from None
             except RuntimeError as exc:
                 raise _worker_error(exc, self) from exc
             self._batches += 1
@@ -95,3 +103,36 @@ def _worker_error(exc: RuntimeError, loader: TimelapseDataLoader) -> RuntimeErro
             "see a crash in the main process."
         )
     return exc
+
+
+_WORKER_MARKER = "Original Traceback (most recent call last):"
+
+
+def debug_wanted() -> bool:
+    """``TLCORE_DEBUG=1`` (what ``tlcore --debug`` sets): keep whole tracebacks."""
+    return os.environ.get("TLCORE_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def short_sample_error(exc: SampleError) -> SampleError:
+    """One short :class:`SampleError` for a failed sample (split, row, file, transform and
+    cause are in its message) instead of the worker's chained tracebacks; the traceback is kept
+    in ``.worker_traceback``. Under ``TLCORE_DEBUG=1`` the error is returned unchanged."""
+    if debug_wanted():
+        return exc
+    text = str(exc)
+    if _WORKER_MARKER in text:  # re-raised by torch from a worker: the traceback is the text
+        tb = text.split(_WORKER_MARKER, 1)[1]
+        last = tb.rsplit("Traceback (most recent call last):", 1)[-1]
+        lines = last.splitlines()
+        start = next(
+            (i for i, line in enumerate(lines) if line and not line[0].isspace()), len(lines)
+        )
+        message = re.sub(r"^[\w.]+: ", "", "\n".join(lines[start:]).strip(), count=1)
+        where = text.split("\n", 1)[0].replace("Caught SampleError in ", "in ").rstrip(".")
+        message = f"{message} ({where})"
+    else:
+        tb = "".join(traceback.format_exception(exc))
+        message = text
+    short = SampleError(f"{message}\n(the traceback: run with --debug or TLCORE_DEBUG=1)")
+    short.worker_traceback = tb  # type: ignore[attr-defined]
+    return short

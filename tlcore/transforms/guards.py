@@ -23,7 +23,14 @@ from typing import Any
 
 from tlcore.errors import TlcoreError
 
-__all__ = ["LAZY_SAFE", "LazyPipelineError", "check_pipeline", "enclosing_pipeline"]
+__all__ = [
+    "ADDS_CHANNEL",
+    "LAZY_SAFE",
+    "LazyPipelineError",
+    "check_pipeline",
+    "enclosing_pipeline",
+    "pipeline_problems",
+]
 
 #: MONAI transforms that work on a dask array and stay lazy.
 LAZY_SAFE = frozenset({
@@ -77,30 +84,77 @@ def _is_compute(transform: object) -> bool:
     )
 
 
-def check_pipeline(loader: object, lazy_keys: Sequence[Hashable], pipeline: Sequence[Any]) -> None:
-    """Raise :class:`LazyPipelineError` when ``pipeline`` misuses the lazy keys of ``loader``."""
+#: MONAI transforms that add a channel axis: tlcore's loaders are channel-first already.
+ADDS_CHANNEL = frozenset({"EnsureChannelFirstd", "EnsureChannelFirst", "AddChanneld", "AddChannel"})
+
+_REMOVE = (
+    "Remove it: tlcore's loaders already return channel-first arrays (C, Z, Y, X or C, Y, X), "
+    "so it would add a second channel axis (after ComputeDaskd too)."
+)
+
+
+def pipeline_problems(
+    loader: object, lazy_keys: Sequence[Hashable], pipeline: Sequence[Any]
+) -> list[tuple[int, str, str]]:
+    """Every misuse of the lazy keys of ``loader`` in ``pipeline``, in order, as
+    ``(step, transform name, message with the fix)``; a key that never reaches a
+    ``ComputeDaskd`` is one more (step = the pipeline's length)."""
     start = next(i for i, t in enumerate(pipeline) if t is loader)
     pending = set(lazy_keys)
+    out: list[tuple[int, str, str]] = []
+    last_crop: tuple[int, str] | None = None
     for position, transform in enumerate(pipeline[start + 1 :], start + 1):
         if not pending:
-            return
+            break
         keys = set(_keys(transform))
         if _is_compute(transform):
             pending -= keys
             continue
         touched = sorted(pending & keys, key=str)
         cls = type(transform)
+        if touched and cls.__name__ in LAZY_SAFE and "Crop" in cls.__name__:
+            last_crop = (position, cls.__name__)
         if not touched or cls.__name__ in LAZY_SAFE or cls.__module__.startswith("tlcore"):
+            if touched and cls.__module__.startswith("tlcore") and "Crop" in cls.__name__:
+                last_crop = (position, cls.__name__)
             continue
         if not cls.__module__.startswith("monai"):
             continue  # the user's own transform: it may well be dask-aware
         key = touched[0]
+        if cls.__name__ in ADDS_CHANNEL:
+            out.append(
+                (
+                    position,
+                    cls.__name__,
+                    f"{cls.__name__} (step {position} of the "
+                    f"pipeline) gets {key!r} from a channel-first loader. " + _REMOVE,
+                )
+            )
+            continue  # fmt: skip
         what = (
             "returns the dask array unchanged, without an error: no tensor, no dtype change"
             if cls.__name__ in SILENT
             else "fails on dask arrays (or would load the whole timepoint to run)"
         )
-        raise LazyPipelineError(
+        out.append((position, cls.__name__, (
             f"{cls.__name__} (step {position} of the pipeline) gets the lazy array {key!r} "
             f"before ComputeDaskd: it {what}. " + _FIX.format(key=key)
-        )
+        )))  # fmt: skip
+    if pending:
+        keys_text = ", ".join(repr(str(k)) for k in sorted(pending, key=str))
+        after = f" after {last_crop[1]} (step {last_crop[0]})" if last_crop else " after a crop"
+        out.append((len(pipeline), "ComputeDaskd", (
+            f"no ComputeDaskd computes {keys_text}: the lazy array would reach the batch "
+            f"(it cannot be collated). Add ComputeDaskd(keys={keys_text}, dtype='float32')"
+            f"{after}, before any other transform of {keys_text}."
+        )))  # fmt: skip
+    return out
+
+
+def check_pipeline(loader: object, lazy_keys: Sequence[Hashable], pipeline: Sequence[Any]) -> None:
+    """Raise :class:`LazyPipelineError` when ``pipeline`` misuses the lazy keys of ``loader``
+    (the first misplaced transform; a missing ``ComputeDaskd`` is allowed here, to inspect the
+    lazy array: :func:`pipeline_problems` reports it)."""
+    for position, _name, message in pipeline_problems(loader, lazy_keys, pipeline):
+        if position < len(pipeline):
+            raise LazyPipelineError(message)

@@ -148,6 +148,10 @@ class LoadLazyd(MapTransform):
         self.chunk_cache = chunk_cache
         self.guard = True  # check the enclosing pipeline (off for eager output)
         self._checked: set[int] = set()
+        #: how errors name this loader and its ``timepoint`` argument: what the user wrote
+        #: (``LoadImaged`` sets them to its reader's, ``OmeZarrReader(timepoint=...)``)
+        self.name = type(self).__name__
+        self.timepoint_argument = f"timepoint= to {self.name}"
 
     def _check_pipeline(self) -> None:
         pipeline = enclosing_pipeline(self)
@@ -183,7 +187,7 @@ class LoadLazyd(MapTransform):
         image's array is not a plain :class:`tlcore.lazy.reader.ArrayReader` array)."""
         if self.spatial_dims == 2 and image.shape[2] != 1:
             raise ValueError(
-                f"LoadLazyd: spatial_dims=2 but {image.uri} scene {image.scene!r} has "
+                f"{self.name}: spatial_dims=2 but {image.uri} scene {image.scene!r} has "
                 f"Z={image.shape[2]}; use spatial_dims=3"
             )
         reader = reader_of(data)
@@ -224,7 +228,7 @@ class LoadLazyd(MapTransform):
         d = dict(data)
         if self.path_key not in d:
             raise KeyError(
-                f"LoadLazyd: the sample has no {self.path_key!r} key: {sorted(map(str, d))}"
+                f"{self.name}: the sample has no {self.path_key!r} key: {sorted(map(str, d))}"
             )
         path = d[self.path_key]
         scene = manifest_cell(d.get(self.scene_key), self.scene)
@@ -236,9 +240,9 @@ class LoadLazyd(MapTransform):
         if t is None:
             if image.shape[0] != 1:
                 raise ValueError(
-                    f"LoadLazyd: {image.uri} has {image.shape[0]} timepoints and the sample "
+                    f"{self.name}: {image.uri} has {image.shape[0]} timepoints and the sample "
                     f"names none: set {self.timepoint_key!r} in the sample (the dataset does) "
-                    "or pass timepoint= to LoadLazyd"
+                    f"or pass {self.timepoint_argument}"
                 )
             t = 0
         t = _timepoints(t, image, self.timepoint_key)
@@ -280,7 +284,7 @@ class LoadLazyd(MapTransform):
         for key, name in self.labels.items():
             if name not in image.labels:
                 raise KeyError(
-                    f"LoadLazyd: {image.uri} scene {image.scene!r} has no label image {name!r}; "
+                    f"{self.name}: {image.uri} scene {image.scene!r} has no label image {name!r}; "
                     f"it has {sorted(image.labels)}"
                 )
             label = image.labels[name]

@@ -13,6 +13,7 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
 from tlcore import vocabulary
+from tlcore.errors import TlcoreError
 from tlcore.transforms.arrays import (
     numpy_dtype,
     read_whole,
@@ -31,6 +32,9 @@ class BioIOImageLoaderd(LoadLazyd):
     output is lazy: crop it, then :class:`ComputeDaskd`. With ``dask_load=False`` the
     selected timepoint(s) are read at once, as numpy, for small images or as an eager baseline.
     ``dtype`` converts the pixels (lazily when the output is lazy).
+
+    The lazy-loading guide's form ``BioIOImageLoaderd(keys=["raw"], path_key=...)`` works too:
+    ``keys`` names the output key (one key; ``out_key`` and ``keys`` together must agree).
     """
 
     def __init__(
@@ -44,8 +48,10 @@ class BioIOImageLoaderd(LoadLazyd):
         resolution_key: str = vocabulary.RESOLUTION,
         channel_key: str = vocabulary.CHANNELS,
         timepoint_key: str = vocabulary.TIMEPOINTS,
+        keys: Any = None,
         **kwargs: Any,
     ) -> None:
+        out_key = _out_key(keys, out_key)
         super().__init__(
             keys=out_key,
             path_key=path_key,
@@ -71,6 +77,25 @@ class BioIOImageLoaderd(LoadLazyd):
         for key in self.key_iterator(d):
             d[key] = read_whole(d[key], dtype)
         return d
+
+
+def _out_key(keys: Any, out_key: str) -> str:
+    """The output key from the guide's ``keys=[...]`` form, or ``out_key``."""
+    if keys is None:
+        return out_key
+    given = [keys] if isinstance(keys, str) else list(keys)
+    if len(given) != 1:
+        raise ValueError(
+            f"BioIOImageLoaderd(keys={given!r}): one loader writes one output key; use one "
+            "loader per key (keys=['raw']), or out_key='raw'"
+        )
+    key = str(given[0])
+    if out_key != vocabulary.IMAGE and out_key != key:
+        raise ValueError(
+            f"BioIOImageLoaderd(keys={given!r}, out_key={out_key!r}): both name the output key "
+            "and disagree; pass one of them"
+        )
+    return key
 
 
 class TlcoreReader:
@@ -99,6 +124,28 @@ class TlcoreReader:
         self.spatial_dims = spatial_dims
         self.timepoint = timepoint
         self.storage_options = dict(storage_options or {})
+
+    # MONAI's own ``LoadImage(d)`` calls these when given a tlcore reader. It swallows what
+    # ``read`` raises into "cannot find a suitable reader", so ``read`` passes the file on and
+    # ``get_data`` (called outside MONAI's try) says what to use instead.
+    def verify_suffix(self, filename: Any) -> bool:
+        return True
+
+    def read(self, data: Any, **kwargs: Any) -> Any:
+        return data
+
+    def get_data(self, img: Any) -> Any:
+        name = type(self).__name__
+        raise MonaiLoaderError(
+            f"MONAI's LoadImaged cannot use {name} (for {img!r}): tlcore's readers return lazy "
+            f"arrays, which MONAI's LoadImage rejects. Fix: use tlcore.LoadImaged, which takes "
+            f"the same arguments (`from tlcore import LoadImaged`; in YAML `_target_: "
+            f"tlcore.LoadImaged`, reader: {{_target_: tlcore.{name}, ...}})"
+        )
+
+
+class MonaiLoaderError(TlcoreError, TypeError):
+    """A tlcore reader given to MONAI's own ``LoadImage``/``LoadImaged``."""
 
 
 class OmeZarrReader(TlcoreReader):
@@ -158,6 +205,9 @@ class LoadImaged(MapTransform):
             )
             for key in self.keys
         }
+        for loader in self._loaders.values():
+            loader.name = f"LoadImaged({type(spec).__name__})"
+            loader.timepoint_argument = f"{type(spec).__name__}(timepoint=...)"
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)

@@ -22,7 +22,9 @@ if TYPE_CHECKING:
     from tlcore.images import LazyImage
     from tlcore.sampling.manifest import ManifestRow
 from tlcore.validation.cost import PREFETCH_FACTOR, Facts, row_facts, split_cost
+from tlcore.validation.pipeline import SplitPipeline, check_pipelines
 from tlcore.validation.report import Problem, Report
+from tlcore.validation.warned import reader_warnings, warning_problems
 
 
 @dataclass
@@ -241,6 +243,7 @@ def validate_rows(
     prefetch_factor: int = PREFETCH_FACTOR,
     max_workers: int = 8,
     progress: bool | Callable[[int, int], None] = False,
+    pipelines: Mapping[str, SplitPipeline] | None = None,
 ) -> Report:
     """Check coerced manifest rows (``{split: rows}``) against their files.
 
@@ -248,6 +251,11 @@ def validate_rows(
     ``progress`` is True for a bar on stderr (drawn only when stderr is a terminal, see
     :mod:`tlcore.progress`), or a callable ``(done, total)``. Returns a
     :class:`Report` with every problem found and, when there are none, the cost per split.
+
+    ``pipelines`` (``{split: SplitPipeline}``) are dry-run on the rows that pass, once per file
+    layout (:func:`tlcore.validation.pipeline.check_pipelines`): what would stop the first
+    epoch's batches is reported too. Reader warnings raised while opening are reported once
+    per file, as warnings.
     """
     report = Report()
     patch = None if patch_shape is None else tuple(int(n) for n in patch_shape)
@@ -288,18 +296,29 @@ def validate_rows(
         return opened
 
     try:
-        with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(keys) or 1))) as pool:
+        threads = max(1, min(max_workers, len(keys) or 1))
+        with reader_warnings() as caught, ThreadPoolExecutor(max_workers=threads) as pool:
             results = dict(zip(keys, pool.map(task, keys.values())))
     finally:
         if bar is not None:
             bar.close()
     facts: dict[str, list[Facts]] = {}
+    passed: dict[str, list[tuple[ManifestRow, LazyImage, int]]] = {}
     for row, key in zip(all_rows, row_keys):
         found, fact = _check_row(row, results[key], num_timepoints, patch, spatial_dims)
         report.problems.extend(found)
         if fact is not None:
             facts.setdefault(row.split, []).append(fact)
+            image = results[key].image
+            if image is not None:
+                passed.setdefault(row.split, []).append((row, image, len(_channels(row, image)[0])))
+    report.problems.extend(warning_problems(caught, all_rows))
     report.problems.extend(_duplicates(all_rows))
+    if pipelines:
+        report.problems.extend(
+            check_pipelines(passed, pipelines, num_timepoints=num_timepoints,
+                            spatial_dims=spatial_dims)
+        )  # fmt: skip
     if report.ok:
         for split, split_facts in facts.items():
             report.costs[split] = split_cost(split, split_facts, batch_size, prefetch_factor)

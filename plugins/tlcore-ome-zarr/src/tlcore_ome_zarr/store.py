@@ -66,9 +66,19 @@ def join(*parts: str) -> str:
     return "/".join(p.strip("/") for p in parts if p.strip("/"))
 
 
+#: Warnings already shown (Python's registry for :func:`warnings.warn_explicit`): each note
+#: once per store under the default filters.
+_SHOWN: dict[str | tuple[str, type[Warning], int], int] = {}
+
+
 def warn(source: Source, group: str, note: str) -> None:
+    """A note about the store's metadata, once per store and note. Issued as if from the store
+    itself (no plugin source line under it: the store is what the user can act on)."""
     where = f"group '{group}'" if group else "root group"
-    warnings.warn(f"{source.uri} ({where}): {note}", OmeZarrWarning, stacklevel=3)
+    warnings.warn_explicit(
+        f"{source.uri} ({where}): {note}", OmeZarrWarning, filename="tlcore-ome-zarr", lineno=0,
+        module="tlcore_ome_zarr", registry=_SHOWN,
+    )  # fmt: skip
 
 
 def _stamp(source: Source, path: str = "") -> int | None:
@@ -81,6 +91,21 @@ def _stamp(source: Source, path: str = "") -> int | None:
         if os.path.exists(os.path.join(base, f))
     ]
     return max(stamps) if stamps else None
+
+
+def array_inside_store(uri: str) -> str:
+    """What to say when ``uri`` is one array of a store (``x.ome.zarr/0``), not the store."""
+    parts = uri.rstrip("/").split("/")
+    store = next(
+        ("/".join(parts[: i + 1]) for i in range(len(parts) - 2, -1, -1)
+         if parts[i].endswith(".zarr")),
+        "/".join(parts[:-1]),
+    )  # fmt: skip
+    return (
+        f"{uri} is one zarr array inside a store, not an OME-Zarr image: open the store folder "
+        f"{store} instead (choose the scene and level with the manifest's scene and resolution "
+        "columns, or scene=/level=)"
+    )
 
 
 def has_zarr_metadata(source: Source) -> bool:
@@ -97,6 +122,8 @@ def root_kind(source: Source) -> str:
     """
     try:
         attrs = open_group(open_store(source)).attrs
+    except zarr.errors.ContainsArrayError as exc:
+        raise NotOmeZarr(array_inside_store(source.uri)) from exc
     except _MISSING as exc:
         raise NotOmeZarr(f"no zarr group at the root of {source.uri} ({exc})") from exc
     ome = ome_attrs(attrs)
