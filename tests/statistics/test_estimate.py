@@ -65,12 +65,10 @@ def test_small_real_files_are_exact(testdata: Path, name: str) -> None:
     assert stats.bytes_read == data.nbytes
 
 
-# Sampled at a quarter of the voxels. The CZI and TIFF samples are not here: their bright
-# objects are few and clustered, and a sample of 30,000-150,000 voxels misses 2-6 % of the
-# range at p99.8 (docs/normalisation.md); the default budget reads such small files whole.
-@pytest.mark.parametrize(
-    "name", ["nd2/example-timelapse.nd2", "ome-tiff/FOV7_HV110_P0500510000.ome.tiff"]
-)
+# Sampled at a quarter of the voxels. The CZI, TIFF and OME-TIFF samples are not here: their
+# bright objects are few and clustered, and a sample of 30,000-150,000 voxels misses 2-6 % of
+# the range at p99.8 (docs/normalisation.md); the default budget reads such small files whole.
+@pytest.mark.parametrize("name", ["nd2/example-timelapse.nd2"])
 def test_sampled_real_files_within_two_percent(testdata: Path, name: str) -> None:
     path = testdata / name
     data = exact(path)
