@@ -96,6 +96,11 @@ def _info(args: argparse.Namespace) -> int:
         ps = {k: "?" if v is None else f"{v:g}" for k, v in s["pixel_sizes"].items()}
         print(f"      pixel size (um): z {ps['z']}, y {ps['y']}, x {ps['x']}")
         print(f"      channels: {', '.join(s['channel_names'])}")
+        if args.stats:  # #22: whole-image statistics from a small sample
+            from tlcore.statistics import image_statistics
+
+            stats = image_statistics(args.path, scene=i)
+            print("      " + stats.summary().replace("\n", "\n      "))
     return 0
 
 
@@ -103,7 +108,13 @@ def _validate(args: argparse.Namespace) -> int:
     from tlcore.sampling.manifest import Columns
     from tlcore.validation import validate_manifest
 
-    columns = Columns(split_column=None if args.split_column == "" else args.split_column)
+    images = dict(pair.split("=", 1) for pair in (args.image_column or []))  # #22: pairs
+    channels = dict(pair.split("=", 1) for pair in (args.channel_column or []))
+    columns = Columns(
+        split_column=None if args.split_column == "" else args.split_column,
+        images={k: {"path": v, **({"channel": channels[k]} if k in channels else {})}
+                for k, v in images.items()},
+    )  # fmt: skip
     report = validate_manifest(
         args.manifest,
         columns,
@@ -242,6 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", help="local path or URL (s3://...)")
     p.add_argument("--reader", default=None, help="force a reader by name")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--stats", action="store_true",
+                   help="per-channel percentiles, mean, std from a small sample (cached)")
     p.set_defaults(func=_info)
 
     p = sub.add_parser(
@@ -264,6 +277,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spatial-dims", type=int, default=3, choices=(2, 3))
     p.add_argument("--batch-size", type=int, default=1, help="for the worker memory estimate")
     p.add_argument("--workers", type=int, default=8, help="files opened at once")
+    p.add_argument(
+        "--image-column", action="append", metavar="KEY=COLUMN",
+        help="another image of each row (a pair's target): target=target_path; repeatable",
+    )  # fmt: skip
+    p.add_argument("--channel-column", action="append", metavar="KEY=COLUMN",
+                   help="that image's channel column: target=target_channel")  # fmt: skip
     p.add_argument(
         "--no-progress", action="store_true", help="no progress bar (drawn only on a terminal)"
     )
