@@ -114,7 +114,7 @@ def test_changed_file_is_estimated_again(synthetic_store: Callable[..., Path]) -
 def test_pyramid_reads_a_coarse_level(synthetic_store: Callable[..., Path]) -> None:
     store = synthetic_store(shape=(4, 2, 4, 256, 256), chunks=(1, 1, 1, 64, 64), n_levels=4)
     full = exact(store)
-    stats = tlcore.image_statistics(store, percentiles=(1.0, 99.8), min_voxels=40_000)
+    stats = tlcore.image_statistics(store, percentiles=(1.0, 99.8), min_voxels=40_000, pyramid=True)
     assert stats.source_level == 2  # 4 x 4 x 64 x 64 = 65,536 voxels; level 3 has 16,384
     assert stats.exact and stats.n_voxels == 4 * 4 * 64 * 64
     assert stats.bytes_read <= 0.07 * full.nbytes

@@ -129,8 +129,10 @@ def _timepoint_list(timepoints: Any, n_t: int, uri: str) -> list[int]:
         timepoints = [int(timepoints)]
     elif isinstance(timepoints, range):
         timepoints = list(timepoints)
-    elif isinstance(timepoints, tuple) and len(timepoints) == 2 and not isinstance(
-        timepoints[0], (list, tuple)
+    elif (
+        isinstance(timepoints, tuple)
+        and len(timepoints) == 2
+        and not isinstance(timepoints[0], (list, tuple))
     ):
         timepoints = list(range(int(timepoints[0]), int(timepoints[1])))  # (start, stop)
     out = []
@@ -174,6 +176,7 @@ def image_statistics(
     min_voxels: int = MIN_VOXELS,
     budget_voxels: int = BUDGET_VOXELS,
     use_cache: bool = True,
+    pyramid: bool = False,
 ) -> ImageStatistics:
     """Per-channel percentiles, mean and std of one scene of a file, estimated from a sample.
 
@@ -196,6 +199,10 @@ def image_statistics(
         min_voxels: fewest voxels per channel a coarser level needs to be used.
         budget_voxels: most voxels per channel read.
         use_cache: False skips both caches (always estimates, remembers nothing).
+        pyramid: read a coarser pyramid level when one holds ``min_voxels``. Off by default:
+            a level averaged from level 0 narrows the tails (measured on a skewed store:
+            p99.8 off by 6.9 % of the range at level 2, against 0.02 % for the same bytes
+            sampled from level 0; tests/benchmarks/test_statistics.py).
 
     Returns:
         :class:`ImageStatistics`: ``.percentiles`` shaped [channel, percentile], ``.mean``,
@@ -213,20 +220,22 @@ def image_statistics(
         key = cache.key_of({
             "uri": image.uri, "identity": cache.identity(path, options or None),
             "scene": image.scene, "level": level, "channels": chans, "timepoints": ts, "q": q,
-            "min": int(min_voxels), "budget": int(budget_voxels),
+            "min": int(min_voxels), "budget": int(budget_voxels), "pyramid": pyramid,
             "options": {k: v for k, v in options.items() if k.startswith(("czi", "lif", "tiff"))},
         })  # fmt: skip
         found = cache.get(key)
         if found is not None:
             return ImageStatistics.from_json(found[0], found[1])
     started = time.perf_counter()
-    pyramid = list_levels(path, image.scene, storage_options=options or None)
-    source_level = choose_level(pyramid, level, len(ts), min_voxels)
-    source = image if source_level == level else open_cached(
-        path, image.scene, source_level, options or None
+    levels_ = list_levels(path, image.scene, storage_options=options or None)
+    source_level = choose_level(levels_, level, len(ts), min_voxels) if pyramid else level
+    source = (
+        image
+        if source_level == level
+        else open_cached(path, image.scene, source_level, options or None)
     )
-    chunks = pyramid[source_level].chunks or tuple(int(c) for c in source.data.chunksize)
-    todo = plan(pyramid[source_level], ts, chunks, budget_voxels)
+    chunks = levels_[source_level].chunks or tuple(int(c) for c in source.data.chunksize)
+    todo = plan(levels_[source_level], ts, chunks, budget_voxels)
     values, nbytes = _read(source, todo, chans)
     stats = ImageStatistics(
         path=str(path),

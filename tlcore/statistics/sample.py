@@ -43,7 +43,8 @@ class Plan:
     def voxels(self) -> int:
         """Voxels per channel the plan reads."""
         return sum(
-            (z.stop - z.start) * (y.stop - y.start) * (x.stop - x.start) for _, z, y, x in self.boxes
+            (z.stop - z.start) * (y.stop - y.start) * (x.stop - x.start)
+            for _, z, y, x in self.boxes
         )
 
 
