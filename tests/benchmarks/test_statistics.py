@@ -30,8 +30,10 @@ def _write(path: Path, gb: float, levels: int) -> tuple[np.ndarray, int]:
     arrays = []
     for lv in range(levels):
         s = side >> lv
-        arrays.append(root.create_array(str(lv), shape=(t_n, 1, 8, s, s), chunks=(1, 1, 8, 128, 128),
-                                        dtype="uint16"))  # fmt: skip
+        shape = (t_n, 1, 8, s, s)
+        arrays.append(
+            root.create_array(str(lv), shape=shape, chunks=(1, 1, 8, 128, 128), dtype="uint16")
+        )
     root.attrs["ome"] = {"version": "0.5", "multiscales": [{
         "axes": [{"name": "t", "type": "time"}, {"name": "c", "type": "channel"}]
         + [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"],

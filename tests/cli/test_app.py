@@ -212,7 +212,9 @@ def test_a_reader_that_leaves_the_pipe_gets_no_traceback() -> None:
 
 
 def test_info_stats_and_validate_image_column(
-    synthetic_store: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    synthetic_store: Any,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from tlcore.cli import main

@@ -45,7 +45,7 @@ def test_per_timepoint_and_clip(synthetic_store: Callable[..., Path]) -> None:
     norm = tlcore.NormalizeByImaged(keys="raw", per="timepoint", clip=True)
     out = norm({"raw": data, "raw_meta": meta})["raw"]
     assert float(out.max()) == 1.0
-    assert list(norm.table)[0][3] == 2
+    assert next(iter(norm.table))[3] == 2
 
 
 def test_misplaced_or_bad_arguments(synthetic_store: Callable[..., Path]) -> None:

@@ -253,8 +253,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", help="local path or URL (s3://...)")
     p.add_argument("--reader", default=None, help="force a reader by name")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--stats", action="store_true",
-                   help="per-channel percentiles, mean, std from a small sample (cached)")
+    p.add_argument(
+        "--stats",
+        action="store_true",
+        help="per-channel percentiles, mean, std from a small sample (cached)",
+    )
     p.set_defaults(func=_info)
 
     p = sub.add_parser(

@@ -375,7 +375,7 @@ def _rows_from_frame(
             column = columns.options_column
             options = parse_options(cell(column, i))
             images = parse_images(
-                columns.images, lambda name: cell(name, i),
+                columns.images, lambda name: cell(name, i),  # noqa: B023 (called in this iteration)
                 {"scene": scene, "resolution": resolution, "options": options},
                 lambda p: _resolve(p, base), _PARSERS,
             )  # fmt: skip

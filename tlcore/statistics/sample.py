@@ -11,6 +11,7 @@ at least 64 places of the image.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -82,8 +83,8 @@ def plan(
     spatial = (z, y, x)
     total = len(timepoints) * z * y * x
     if total <= budget:
-        boxes = [(t, slice(0, z), slice(0, y), slice(0, x)) for t in timepoints]
-        return Plan(level.index, boxes, True)
+        whole: list[Box] = [(t, slice(0, z), slice(0, y), slice(0, x)) for t in timepoints]
+        return Plan(level.index, whole, True)
     tile = _tile(chunks[2:], spatial, max(1, budget // MIN_TILES))
     grid = [-(-n // s) for n, s in zip(spatial, tile)]
     n_tiles = len(timepoints) * math.prod(grid)
@@ -92,7 +93,7 @@ def plan(
     # spreads over time and space without the aliasing a fixed stride can have.
     rng = np.random.default_rng(SEED)
     edges = np.linspace(0, n_tiles, k + 1).astype(np.int64)
-    picks = [int(rng.integers(lo, max(hi, lo + 1))) for lo, hi in zip(edges[:-1], edges[1:])]
+    picks = [int(rng.integers(lo, max(hi, lo + 1))) for lo, hi in itertools.pairwise(edges)]
     boxes: list[Box] = []
     for flat in sorted(set(picks)):
         ti, rest = divmod(flat, math.prod(grid))

@@ -46,8 +46,10 @@ def image_column_specs(
     if not image_columns:
         raise ValueError("image_columns needs at least one {key: column}")
     keys = list(image_columns)
-    channels = dict(channel_columns) if channel_columns is not None else {keys[0]: shared["channel"]}
-    unknown = [k for m in (channels, *(m or {} for m in per_key.values())) for k in m if k not in keys]
+    main_channel = {keys[0]: shared["channel"]}
+    channels = dict(channel_columns) if channel_columns is not None else main_channel
+    column_maps = [channels, *(m or {} for m in per_key.values())]
+    unknown = [k for m in column_maps for k in m if k not in keys]
     if unknown:
         raise ValueError(f"columns given for keys {unknown} that image_columns {keys} lacks")
     out: dict[str, dict[str, str]] = {}

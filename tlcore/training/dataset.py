@@ -69,13 +69,15 @@ def default_transforms(
     from tlcore.transforms import ComputeDaskd, LoadLazyd, RandLazyCropd
 
     names = [keys] if isinstance(keys, str) else list(keys)
-    steps: list[Any] = [
-        LoadLazyd(
-            keys=key, spatial_dims=spatial_dims, storage_options=storage_options,
-            chunk_cache=chunk_cache, **(vocabulary.image_fields(key) if len(names) > 1 else {}),
-        )
-        for key in names
-    ]  # fmt: skip
+    steps: list[Any] = []
+    for key in names:
+        fields: dict[str, Any] = dict(vocabulary.image_fields(key)) if len(names) > 1 else {}
+        steps.append(
+            LoadLazyd(
+                keys=key, spatial_dims=spatial_dims, storage_options=storage_options,
+                chunk_cache=chunk_cache, **fields,
+            )
+        )  # fmt: skip
     keys = names
     if patch_shape is not None:
         crop = RandLazyCropd(
@@ -90,7 +92,8 @@ def image_sample_fields(row: ManifestRow) -> dict[str, Any]:
     """Each image's own sample fields (``<key>_path``...) of a row with several images."""
     out: dict[str, Any] = {}
     refs = [(row.key, row.path, row.scene, row.resolution, row.channels, row.options)]
-    refs += [(k, r.path, r.scene, r.resolution, r.channels, r.options) for k, r in row.images.items()]
+    for k, image in row.images.items():
+        refs.append((k, image.path, image.scene, image.resolution, image.channels, image.options))
     for key, path, scene, level, channels, options in refs:
         fields = vocabulary.image_fields(key)
         out[fields["path_key"]] = path
