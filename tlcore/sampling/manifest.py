@@ -328,12 +328,11 @@ def _rows_from_frame(
         )
         return []
     missing = [c for c in columns.extra_columns if c not in present]
-    missing += [c for spec in columns.images.values() for c in spec.values() if c not in present]
-    if missing:
+    lost = [c for spec in columns.images.values() for c in spec.values() if c not in present]
+    if missing or lost:  # the argument to fix, named as the user spelled it
+        what = f"extra_columns {missing}" if missing else f"image columns {lost}"
         table_problem(
-            missing[0],
-            f"columns {missing} (extra or image columns) are not in the manifest; columns are "
-            f"{sorted(present)}",
+            (missing + lost)[0], f"{what} are not in the manifest; columns are {sorted(present)}"
         )
         return []
     extras = {c: _number_or_text(list(frame[c])) for c in columns.extra_columns}
