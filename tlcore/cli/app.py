@@ -16,6 +16,7 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
+from tlcore import vocabulary
 from tlcore.errors import TlcoreError
 
 
@@ -153,6 +154,11 @@ def _preview(args: argparse.Namespace) -> int:
             patch_shape=args.patch_shape,
             seed=args.seed,
         )
+        images = dict(pair.split("=", 1) for pair in (args.image_column or []))  # #22: pairs
+        if images:  # each sample's images side by side
+            channels = dict(pair.split("=", 1) for pair in (args.channel_column or []))
+            kwargs["image_columns"] = {vocabulary.IMAGE: "path", **images}
+            kwargs["channel_columns"] = {vocabulary.IMAGE: "channel", **channels}
     out = preview(args.manifest, args.out, n=args.n, split=args.split, epoch=args.epoch, **kwargs)
     print(f"wrote {out}")
     return 0
@@ -314,6 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spatial-dims", type=int, default=3, choices=(2, 3))
     p.add_argument("--patch-shape", type=int, nargs="+", default=None, metavar="N")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--image-column", action="append", metavar="KEY=COLUMN",
+                   help="another image of each row, shown beside: target=target_path")  # fmt: skip
+    p.add_argument("--channel-column", action="append", metavar="KEY=COLUMN",
+                   help="that image's channel column: target=target_channel")  # fmt: skip
     p.set_defaults(func=_preview)
 
     p = sub.add_parser(
