@@ -30,6 +30,7 @@ _aliases.install()
 if TYPE_CHECKING:
     from tlcore.io.remote import RemoteError
     from tlcore.prediction import predict
+    from tlcore.statistics import ImageStatistics, image_statistics
     from tlcore.training.datamodule import RandomTimelapseDatamodule
     from tlcore.training.dataset import TimelapseDataset
     from tlcore.transforms import (
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
         Foreground,
         LoadImaged,
         LoadLazyd,
+        NormalizeByImaged,
         OmeZarrReader,
         RandLazyCropd,
     )
@@ -59,6 +61,9 @@ _LAZY = {
     "Foreground": "tlcore.transforms",
     "LoadImaged": "tlcore.transforms",
     "OmeZarrReader": "tlcore.transforms",
+    "NormalizeByImaged": "tlcore.transforms",
+    "ImageStatistics": "tlcore.statistics",
+    "image_statistics": "tlcore.statistics",
 }
 
 __all__ = [
@@ -66,12 +71,14 @@ __all__ = [
     "BioIOImageLoaderd",
     "ComputeDaskd",
     "Foreground",
+    "ImageStatistics",
     "LazyImage",
     "Level",
     "LevelNotFoundError",
     "LoadImaged",
     "LoadLazyd",
     "NoReaderError",
+    "NormalizeByImaged",
     "OmeZarrReader",
     "PixelSizes",
     "PluginLoadWarning",
@@ -91,6 +98,7 @@ __all__ = [
     "__version__",
     "get_registry",
     "hookimpl",
+    "image_statistics",
     "levels",
     "list_scenes",
     "open_lazy",

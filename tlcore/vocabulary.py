@@ -50,3 +50,23 @@ IMAGE = "raw"
 def meta_key(key: Hashable) -> str:
     """Where the transforms keep a key's metadata: ``"raw"`` -> ``"raw_meta"``."""
     return f"{key}_meta"
+
+
+# -- rows with several images (pairs) -----------------------------------------------------------
+#: LoadLazyd's argument -> the suffix of each image's own sample field, for rows with several
+#: images: the image under key ``"target"`` is named by ``target_path``, ``target_scene``,
+#: ``target_resolution``, ``target_C`` and ``target_reader_options`` (the main image has both
+#: these and the plain names above). Timepoints (``T``) are shared.
+IMAGE_FIELDS = {
+    "path_key": "path",
+    "scene_key": SCENE,
+    "level_key": RESOLUTION,
+    "channel_key": CHANNELS,
+    "options_key": OPTIONS,
+}
+
+
+def image_fields(key: str) -> dict[str, str]:
+    """LoadLazyd's key arguments for the image under ``key`` of a row with several images:
+    ``LoadLazyd(keys="target", **image_fields("target"))``."""
+    return {arg: f"{key}_{suffix}" for arg, suffix in IMAGE_FIELDS.items()}

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -208,3 +209,23 @@ def test_a_reader_that_leaves_the_pipe_gets_no_traceback() -> None:
     proc.stdout.close()  # the reader is gone before anything is written
     _, err = proc.communicate(timeout=120)
     assert b"Traceback" not in err and b"BrokenPipeError" not in err, err.decode()
+
+
+def test_info_stats_and_validate_image_column(
+    synthetic_store: Any,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tlcore.cli import main
+
+    monkeypatch.setenv("TLCORE_STATS_DIR", str(tmp_path / "stats"))
+    raw = synthetic_store("raw.ome.zarr", shape=(2, 1, 1, 32, 32))
+    wide = synthetic_store("wide.ome.zarr", shape=(2, 1, 1, 32, 40))
+    assert main(["info", str(raw), "--stats"]) == 0
+    assert "p99.9" in capsys.readouterr().out
+    manifest = tmp_path / "pairs.csv"
+    manifest.write_text(f"path,target_path\n{raw},{wide}\n")
+    code = main(["validate", str(manifest), "--split-column", "", "--image-column",
+                 "target=target_path", "--no-progress"])  # fmt: skip
+    assert code == 1 and "target_path" in capsys.readouterr().out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -66,3 +67,55 @@ def test_preview_command_with_arguments_and_with_a_config(
         assert result.returncode == 0, result.stderr[-2000:]
         assert f"wrote {out}" in result.stdout
         assert Image.open(out).size == (2 * TILE, 2 * (TILE + LABEL))
+
+
+def test_a_pair_is_shown_side_by_side(synthetic_store: Callable[..., Path], tmp_path: Path) -> None:
+    from PIL import Image
+
+    from tlcore.cli.preview import GAP, _project, sample_picture
+    from tlcore.training.datamodule import RandomTimelapseDatamodule
+
+    raws = [synthetic_store(f"r{i}.ome.zarr", shape=(4, 1, 4, 48, 48), seed=i) for i in range(2)]
+    targets = [synthetic_store(f"t{i}.ome.zarr", shape=(4, 2, 4, 48, 48), seed=10 + i)
+               for i in range(2)]  # fmt: skip
+    manifest = pd.DataFrame({
+        "path": [str(s) for s in raws], "target_path": [str(s) for s in targets],
+        "split": "train",
+    })  # fmt: skip
+    kwargs: dict[str, Any] = dict(
+        image_columns={"raw": "path", "target": "target_path"}, patch_shape=(4, 32, 32), seed=3
+    )
+    out = preview(manifest, tmp_path / "pairs.png", n=4, **kwargs)
+
+    picture = np.asarray(Image.open(out).convert("RGB"))
+    assert picture.shape == (2 * (TILE + LABEL), 2 * 2 * TILE, 3)  # 4 cells, each 2 tiles wide
+    for i in range(4):
+        y, x = divmod(i, 2)
+        cell = picture[
+            y * (TILE + LABEL) : y * (TILE + LABEL) + TILE, x * 2 * TILE : (x + 1) * 2 * TILE
+        ]
+        left, right = cell[:, :TILE], cell[:, TILE:]
+        assert left.std() > 5 and right.std() > 5, f"cell {i}: an image is missing"
+
+    # Each cell is the sample's raw, a gap, then its target (two channels: green-magenta).
+    sample = RandomTimelapseDatamodule(manifest, samples_per_epoch=4, **kwargs).dataset("train")[
+        (0, 0)
+    ]
+    drawn = sample_picture(sample, ["raw", "target"])
+    raw, target = _project(sample["raw"], None), _project(sample["target"], None)
+    assert drawn.shape == (32, 32 + GAP + 32, 3)
+    np.testing.assert_array_equal(drawn[:, :32], raw)
+    np.testing.assert_array_equal(drawn[:, 32 + GAP :], target)
+    assert not np.array_equal(raw, target)
+    assert not np.array_equal(target[..., 0], target[..., 1])  # two channels in colour
+
+    # The command: --image-column puts the target beside the input.
+    from tlcore.cli import main
+
+    csv = tmp_path / "pairs.csv"
+    manifest.to_csv(csv, index=False)
+    png = tmp_path / "cli.png"
+    argv = ["preview", str(csv), "--out", str(png), "-n", "2", "--patch-shape", "4", "32", "32",
+            "--image-column", "target=target_path"]  # fmt: skip
+    assert main(argv) == 0
+    assert Image.open(png).size == (2 * 2 * TILE, TILE + LABEL)

@@ -16,6 +16,7 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
+from tlcore import vocabulary
 from tlcore.errors import TlcoreError
 
 
@@ -112,6 +113,11 @@ def _info(args: argparse.Namespace) -> int:
         ps = {k: "?" if v is None else f"{v:g}" for k, v in s["pixel_sizes"].items()}
         print(f"      pixel size (um): z {ps['z']}, y {ps['y']}, x {ps['x']}")
         print(f"      channels: {', '.join(s['channel_names'])}")
+        if args.stats:  # #22: whole-image statistics from a small sample
+            from tlcore.statistics import image_statistics
+
+            stats = image_statistics(args.path, scene=i)
+            print("      " + stats.summary().replace("\n", "\n      "))
     return 0
 
 
@@ -153,7 +159,13 @@ def _validate(args: argparse.Namespace) -> int:
         report = datamodule.check(required=("train",))
         print(json.dumps(report.as_dict(), indent=2) if args.json else report.format())
         return 0 if report.ok else 1
-    columns = Columns(split_column=None if args.split_column == "" else args.split_column)
+    images = dict(pair.split("=", 1) for pair in (args.image_column or []))  # #22: pairs
+    channels = dict(pair.split("=", 1) for pair in (args.channel_column or []))
+    columns = Columns(
+        split_column=None if args.split_column == "" else args.split_column,
+        images={k: {"path": v, **({"channel": channels[k]} if k in channels else {})}
+                for k, v in images.items()},
+    )  # fmt: skip
     report = validate_manifest(
         args.manifest,
         columns,
@@ -186,6 +198,11 @@ def _preview(args: argparse.Namespace) -> int:
             patch_shape=args.patch_shape,
             seed=args.seed,
         )
+        images = dict(pair.split("=", 1) for pair in (args.image_column or []))  # #22: pairs
+        if images:  # each sample's images side by side
+            channels = dict(pair.split("=", 1) for pair in (args.channel_column or []))
+            kwargs["image_columns"] = {vocabulary.IMAGE: "path", **images}
+            kwargs["channel_columns"] = {vocabulary.IMAGE: "channel", **channels}
     out = preview(args.manifest, args.out, n=args.n, split=args.split, epoch=args.epoch, **kwargs)
     print(f"wrote {out}")
     return 0
@@ -286,6 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", help="local path or URL (s3://...)")
     p.add_argument("--reader", default=None, help="force a reader by name")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument(
+        "--stats",
+        action="store_true",
+        help="per-channel percentiles, mean, std from a small sample (cached)",
+    )
     p.set_defaults(func=_info)
 
     p = sub.add_parser(
@@ -322,6 +344,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=1, help="for the worker memory estimate")
     p.add_argument("--workers", type=int, default=8, help="files opened at once")
     p.add_argument(
+        "--image-column", action="append", metavar="KEY=COLUMN",
+        help="another image of each row (a pair's target): target=target_path; repeatable",
+    )  # fmt: skip
+    p.add_argument("--channel-column", action="append", metavar="KEY=COLUMN",
+                   help="that image's channel column: target=target_channel")  # fmt: skip
+    p.add_argument(
         "--no-progress", action="store_true", help="no progress bar (drawn only on a terminal)"
     )
     p.set_defaults(func=_validate)
@@ -349,6 +377,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spatial-dims", type=int, default=3, choices=(2, 3))
     p.add_argument("--patch-shape", type=int, nargs="+", default=None, metavar="N")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--image-column", action="append", metavar="KEY=COLUMN",
+                   help="another image of each row, shown beside: target=target_path")  # fmt: skip
+    p.add_argument("--channel-column", action="append", metavar="KEY=COLUMN",
+                   help="that image's channel column: target=target_channel")  # fmt: skip
     p.set_defaults(func=_preview)
 
     p = sub.add_parser(

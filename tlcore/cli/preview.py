@@ -1,6 +1,7 @@
 """``tlcore preview``: a montage of the crops training would draw, to look at before spending
 GPU time. Samples come from the datamodule's own dataset (same seed, epoch and positions as
-training), each shown as a maximum projection over Z, labelled with file, scene and timepoint.
+training), each shown as a maximum projection over Z, labelled with file, scene and timepoint;
+a row with several images (a pair's input and target) shows them side by side in one cell.
 Imports torch, the datamodule and Pillow when called."""
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ import numpy as np
 
 from tlcore import vocabulary
 
-__all__ = ["preview", "render_montage"]
+__all__ = ["preview", "render_montage", "sample_picture"]
 
 TILE = 192  # pixels per tile side in the montage
 LABEL = 30  # pixels of text under each tile
+GAP = 4  # pixels between the images of one sample
 
 
 def _project(image: np.ndarray, n_timepoints: int | None) -> np.ndarray:
@@ -43,28 +45,51 @@ def _project(image: np.ndarray, n_timepoints: int | None) -> np.ndarray:
     return (rgb * 255).astype(np.uint8)
 
 
+def sample_picture(sample: Mapping[str, Any], keys: Sequence[str]) -> np.ndarray:
+    """The picture of one sample: each of ``keys`` projected (:func:`_project`, its own
+    channels and contrast), left to right with a grey gap of ``GAP`` pixels, bottom-padded to
+    one height. Y, X, 3 uint8."""
+    pictures = []
+    for key in keys:
+        meta: Mapping[str, Any] = sample.get(vocabulary.meta_key(key)) or {}
+        pictures.append(_project(np.asarray(sample[key]), meta.get("n_timepoints")))
+    height = max(p.shape[0] for p in pictures)
+    parts: list[np.ndarray] = []
+    for picture in pictures:
+        if parts:
+            parts.append(np.full((height, GAP, 3), 96, dtype=np.uint8))
+        parts.append(np.pad(picture, ((0, height - picture.shape[0]), (0, 0), (0, 0))))
+    return np.concatenate(parts, axis=1)
+
+
 def render_montage(
-    tiles: Sequence[np.ndarray], labels: Sequence[str], out: str | os.PathLike[str]
+    tiles: Sequence[np.ndarray],
+    labels: Sequence[str],
+    out: str | os.PathLike[str],
+    width: int = 1,
 ) -> Path:
-    """Lay out ``tiles`` (Y, X, 3 uint8) in a grid with a label under each; write a PNG."""
+    """Lay out ``tiles`` (Y, X, 3 uint8) in a grid with a label under each; write a PNG. Each
+    cell is ``width`` tiles wide (``TILE * width`` pixels: a sample's images side by side)."""
     from PIL import Image, ImageDraw
 
     n = len(tiles)
     cols = max(1, math.ceil(math.sqrt(n)))
     rows = max(1, math.ceil(n / cols))
-    sheet = Image.new("RGB", (cols * TILE, rows * (TILE + LABEL)), "black")
+    cell = TILE * width
+    sheet = Image.new("RGB", (cols * cell, rows * (TILE + LABEL)), "black")
     draw = ImageDraw.Draw(sheet)
     for i, (tile, label) in enumerate(zip(tiles, labels)):
         y, x = divmod(i, cols)
         picture = Image.fromarray(tile)
-        picture.thumbnail((TILE, TILE), Image.Resampling.NEAREST)
-        if picture.width < TILE // 2:  # tiny crops: enlarge so the pixels can be seen
-            scale = (TILE // 2) // max(picture.width, 1)
+        picture.thumbnail((cell, TILE), Image.Resampling.NEAREST)
+        if picture.width < cell // 2 and picture.height < TILE // 2:
+            # Tiny crops: enlarge so the pixels can be seen, within the cell.
+            scale = min((cell // 2) // max(picture.width, 1), (TILE // 2) // picture.height)
             picture = picture.resize((picture.width * scale, picture.height * scale))
-        left, top = x * TILE + (TILE - picture.width) // 2, y * (TILE + LABEL)
+        left, top = x * cell + (cell - picture.width) // 2, y * (TILE + LABEL)
         sheet.paste(picture, (left, top + (TILE - picture.height) // 2))
         for line, text in enumerate(label.split("\n")[:2]):
-            draw.text((x * TILE + 4, top + TILE + 2 + 13 * line), text[:34], fill="white")
+            draw.text((x * cell + 4, top + TILE + 2 + 13 * line), text[: 34 * width], fill="white")
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(path)
@@ -79,10 +104,14 @@ def preview(
     epoch: int = 0,
     key: str = "raw",
     datamodule: Any = None,
+    keys: Sequence[str] | None = None,
     **datamodule_kwargs: Any,
 ) -> Path:
     """Draw the first ``n`` samples of ``epoch`` of ``split`` exactly as the datamodule would
     (same seed, sampling, transforms) and write them as a labelled montage to ``out``.
+
+    ``keys``: the images shown side by side in each cell; default: the datamodule's
+    ``image_columns`` keys (a pair's input and target), else ``[key]``.
 
     ``datamodule_kwargs`` are :class:`tlcore.RandomTimelapseDatamodule`'s (``patch_shape``,
     ``num_timepoints``, ``seed``, ``transforms``...); or pass a built ``datamodule`` (from a
@@ -96,13 +125,17 @@ def preview(
         datamodule_kwargs.setdefault("samples_per_epoch", {split: n})
         datamodule_kwargs.setdefault("validate", False)  # preview shows; `validate` checks
         datamodule = RandomTimelapseDatamodule(manifest, **datamodule_kwargs)
+    columns = getattr(datamodule, "columns", None)
+    if keys is None and columns is not None and columns.images:  # a pair: every image
+        keys = [columns.image_key, *columns.images]
+    keys = list(keys or [key])
     dataset = datamodule.dataset(split)
     tiles, labels = [], []
     for position in range(min(n, len(dataset))):
         sample = dataset[(epoch, position)]
-        image = sample[key]
-        meta: Mapping[str, Any] = sample.get(f"{key}_meta") or {}
-        tiles.append(_project(np.asarray(image), meta.get("n_timepoints")))
+        tiles.append(sample_picture(sample, keys))
+        meta: Mapping[str, Any] = sample.get(vocabulary.meta_key(keys[0])) or {}
         name = Path(str(sample[vocabulary.PATH]).rstrip("/")).name
-        labels.append(f"{name}\nscene {meta.get('scene', sample['scene'])}  T {sample['T']}")
-    return render_montage(tiles, labels, out)
+        shown = f"  ({' | '.join(keys)})" if len(keys) > 1 else ""
+        labels.append(f"{name}{shown}\nscene {meta.get('scene', sample['scene'])}  T {sample['T']}")
+    return render_montage(tiles, labels, out, width=len(keys))

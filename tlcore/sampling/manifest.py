@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from tlcore import vocabulary
 from tlcore.errors import TlcoreError
+from tlcore.sampling.images import ImageRef, parse_images
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -58,6 +59,8 @@ class ManifestRow:
         extras: the ``extra_columns`` of the row, numbers as int/float, the rest as str.
         options: reader options for this file (merged over the run's ``storage_options``), such
             as ``{"czi_tiles": True}``, ``{"lif_mosaic": "tiles"}`` or a TIFF dimension order.
+        key: the sample key of the main image (``"raw"``).
+        images: the row's other images by key (pairs: :mod:`tlcore.sampling.images`).
     """
 
     split: str
@@ -71,6 +74,8 @@ class ManifestRow:
     stop: int | None = None
     extras: Mapping[str, Any] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)
+    key: str = vocabulary.IMAGE
+    images: Mapping[str, ImageRef] = field(default_factory=dict)
 
     def where(self) -> str:
         """``"train.csv row 3 (data/a.nd2)"``: for error messages."""
@@ -90,6 +95,9 @@ class Columns:
     time_stop_column: str = vocabulary.TIME_STOP_COLUMN
     options_column: str = vocabulary.OPTIONS_COLUMN
     extra_columns: tuple[str, ...] = ()
+    #: the main image's key; the others' columns: ``{"target": {"path": "target_path"}}``
+    image_key: str = vocabulary.IMAGE
+    images: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
 
 def _is_empty(value: Any) -> bool:
@@ -208,6 +216,17 @@ def _number_or_text(values: Sequence[Any]) -> list[Any]:
     return numbers
 
 
+def _resolution(value: Any) -> int:
+    level = _optional_int(value) or 0
+    if level < 0:
+        raise ValueError(f"resolution {level} is negative")
+    return level
+
+
+_PARSERS = {"path": lambda v: None if _is_empty(v) else str(v), "channel": parse_channels,
+            "scene": parse_scene, "resolution": _resolution, "options": parse_options}  # fmt: skip
+
+
 def _is_remote(path: str) -> bool:
     return "://" in path and not path.startswith("file://")
 
@@ -309,10 +328,11 @@ def _rows_from_frame(
         )
         return []
     missing = [c for c in columns.extra_columns if c not in present]
-    if missing:
+    lost = [c for spec in columns.images.values() for c in spec.values() if c not in present]
+    if missing or lost:  # the argument to fix, named as the user spelled it
+        what = f"extra_columns {missing}" if missing else f"image columns {lost}"
         table_problem(
-            missing[0],
-            f"extra_columns {missing} are not in the manifest; columns are {sorted(present)}",
+            (missing + lost)[0], f"{what} are not in the manifest; columns are {sorted(present)}"
         )
         return []
     extras = {c: _number_or_text(list(frame[c])) for c in columns.extra_columns}
@@ -342,9 +362,7 @@ def _rows_from_frame(
             column = columns.scene_column
             scene = parse_scene(cell(column, i))
             column = columns.resolution_column
-            resolution = _optional_int(cell(column, i)) or 0
-            if resolution < 0:
-                raise ValueError(f"resolution {resolution} is negative")
+            resolution = _resolution(cell(column, i))
             column = columns.channel_column
             channels = parse_channels(cell(column, i))
             column = columns.time_start_column
@@ -355,7 +373,13 @@ def _rows_from_frame(
                 raise ValueError(f"start {start} is not before stop {stop} (stop is exclusive)")
             column = columns.options_column
             options = parse_options(cell(column, i))
+            images = parse_images(
+                columns.images, lambda name: cell(name, i),  # noqa: B023 (called in this iteration)
+                {"scene": scene, "resolution": resolution, "options": options},
+                lambda p: _resolve(p, base), _PARSERS,
+            )  # fmt: skip
         except ValueError as exc:
+            column = getattr(exc, "column", column)
             if problems is not None:
                 problems.append(CellProblem(origin, i, column, cell(column, i), str(exc)))
                 continue
@@ -376,6 +400,8 @@ def _rows_from_frame(
                 stop=stop,
                 extras={c: extras[c][i] for c in columns.extra_columns},
                 options=options,
+                key=columns.image_key,
+                images=images,
             )
         )
     return rows

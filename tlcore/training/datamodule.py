@@ -34,6 +34,38 @@ _STAGE_SPLITS = {
 }
 
 
+def image_column_specs(
+    image_columns: Mapping[str, str],
+    channel_columns: Mapping[str, str] | None,
+    per_key: Mapping[str, Mapping[str, str] | None],
+    shared: Mapping[str, str],
+) -> dict[str, dict[str, str]]:
+    """``{key: {"path": column, "channel": column, ...}}`` for every image of a row: the main
+    (first) key falls back to the row's columns, the others share scene, resolution and
+    options (not channels) unless given their own."""
+    if not image_columns:
+        raise ValueError("image_columns needs at least one {key: column}")
+    keys = list(image_columns)
+    main_channel = {keys[0]: shared["channel"]}
+    channels = dict(channel_columns) if channel_columns is not None else main_channel
+    column_maps = [channels, *(m or {} for m in per_key.values())]
+    unknown = [k for m in column_maps for k in m if k not in keys]
+    if unknown:
+        raise ValueError(f"columns given for keys {unknown} that image_columns {keys} lacks")
+    out: dict[str, dict[str, str]] = {}
+    for i, key in enumerate(keys):
+        spec = {"path": str(image_columns[key])}
+        if key in channels:
+            spec["channel"] = channels[key]
+        for name, given in per_key.items():
+            if given and key in given:
+                spec[name] = given[key]
+            elif i == 0:
+                spec[name] = shared[name]
+        out[key] = spec
+    return out
+
+
 def _per_split(value: Any, split: str) -> Any:
     """A setting given once for every split or as ``{train: ..., val: ..., test: ...}``."""
     if isinstance(value, Mapping) and any(str(k) in SPLITS for k in value):
@@ -78,6 +110,18 @@ class RandomTimelapseDatamodule(LightningDataModule):
         time_start_column: the column of first timepoints (default 0).
         time_stop_column: the column of stop timepoints: exclusive, and -1 or empty means to
             the end.
+        image_columns: rows with several images (pairs: an input and its target, a
+            segmentation, a deconvolved copy): ``{key: column}``, the first key the main image
+            (default ``{"raw": img_path_column}``). Every image of a row is read at the same
+            timepoints on the same grid; the default pipeline loads each key, crops all with
+            one box and computes them, and ``<key>_meta`` records each image's own path. A user
+            pipeline finds each image's fields as ``<key>_path``, ``<key>_scene``,
+            ``<key>_resolution``, ``<key>_C``, ``<key>_reader_options``
+            (``LoadLazyd(keys=key, **tlcore.vocabulary.image_fields(key))``).
+        channel_columns: ``{key: column}`` of channels; a key absent takes every channel
+            (default ``{main key: channel_column}``).
+        scene_columns, resolution_columns, options_columns: per-key columns; an image without
+            one uses the row's ``scene_column``, ``resolution_column``, ``options_column``.
         options_column: per-file reader options (``czi_tiles=true``, ``lif_mosaic=tiles``, a
             TIFF's dimension order...), as ``key=value; key=value`` or a JSON object; merged
             over ``storage_options`` for that file.
@@ -135,6 +179,11 @@ class RandomTimelapseDatamodule(LightningDataModule):
         time_start_column: str = vocabulary.TIME_START_COLUMN,
         time_stop_column: str = vocabulary.TIME_STOP_COLUMN,
         options_column: str = vocabulary.OPTIONS_COLUMN,
+        image_columns: Mapping[str, str] | None = None,
+        channel_columns: Mapping[str, str] | None = None,
+        scene_columns: Mapping[str, str] | None = None,
+        resolution_columns: Mapping[str, str] | None = None,
+        options_columns: Mapping[str, str] | None = None,
         patch_shape: Sequence[int] | None = None,
         independent_crops: bool = False,
         crops_per_timepoint: int = 1,
@@ -159,16 +208,25 @@ class RandomTimelapseDatamodule(LightningDataModule):
         self.skips: Counter[str] = Counter()
         self.path = path
         self.transforms = transforms
+        per_key = image_column_specs(
+            image_columns or {vocabulary.IMAGE: img_path_column}, channel_columns,
+            {"scene": scene_columns, "resolution": resolution_columns, "options": options_columns},
+            {"channel": channel_column, "scene": scene_column, "resolution": resolution_column,
+             "options": options_column},
+        )  # fmt: skip
+        main = next(iter(per_key))
         self.columns = Columns(
-            img_path_column=img_path_column,
-            channel_column=channel_column,
+            img_path_column=per_key[main]["path"],
+            channel_column=per_key[main].get("channel", ""),  # "": no column, every channel
             split_column=split_column,
-            scene_column=scene_column,
-            resolution_column=resolution_column,
+            scene_column=per_key[main]["scene"],
+            resolution_column=per_key[main]["resolution"],
             time_start_column=time_start_column,
             time_stop_column=time_stop_column,
-            options_column=options_column,
+            options_column=per_key[main]["options"],
             extra_columns=tuple(extra_columns),
+            image_key=main,
+            images={k: v for k, v in per_key.items() if k != main},
         )
         self.num_timepoints = num_timepoints
         self.timepoint_sampling = timepoint_sampling
@@ -295,9 +353,20 @@ class RandomTimelapseDatamodule(LightningDataModule):
                     warnings.warn(str(problem), UserWarning, stacklevel=2)
             self._validated.update(splits)
         rows = self.manifest()
+        self._prepare_statistics([s for s in splits if rows[s] or s == "train"])
         for split in splits:
             if rows[split] or split == "train":
                 self.dataset(split)
+
+    def _prepare_statistics(self, splits: Sequence[str]) -> None:
+        """Estimate the whole-image statistics every ``NormalizeByImaged`` of the splits'
+        pipelines needs, once per file, before training (they travel to workers with the
+        dataset)."""
+        from tlcore.training.pairs import prepare_statistics
+
+        for split in splits:
+            dataset = self.dataset(split)
+            prepare_statistics(dataset.transforms, dataset.rows, self.storage_options)
 
     # -- loaders -------------------------------------------------------------------------------
     def loader(self, split: str) -> TimelapseDataLoader:

@@ -50,7 +50,7 @@ _log = logging.getLogger("tlcore")
 
 
 def default_transforms(
-    keys: str = vocabulary.IMAGE,
+    keys: str | Sequence[str] = vocabulary.IMAGE,
     spatial_dims: int = 3,
     patch_shape: Sequence[int] | None = None,
     dtype: Any = "float32",
@@ -60,16 +60,25 @@ def default_transforms(
 ) -> Callable[[dict[str, Any]], dict[str, Any]]:
     """The pipeline used when none is given: load lazily, crop to ``patch_shape`` (when given;
     on the storage chunk grid with ``align_to_chunks``), compute only the crop (through a
-    decoded-chunk cache of ``chunk_cache`` bytes when given)."""
+    decoded-chunk cache of ``chunk_cache`` bytes when given).
+
+    Several ``keys`` (a row with several images): each is loaded from its own sample fields
+    (:func:`tlcore.vocabulary.image_fields`) at the same timepoints, all get one crop box."""
     from monai.transforms import Compose
 
     from tlcore.transforms import ComputeDaskd, LoadLazyd, RandLazyCropd
 
-    load = LoadLazyd(
-        keys=keys, spatial_dims=spatial_dims, storage_options=storage_options,
-        chunk_cache=chunk_cache,
-    )  # fmt: skip
-    steps: list[Any] = [load]
+    names = [keys] if isinstance(keys, str) else list(keys)
+    steps: list[Any] = []
+    for key in names:
+        fields: dict[str, Any] = dict(vocabulary.image_fields(key)) if len(names) > 1 else {}
+        steps.append(
+            LoadLazyd(
+                keys=key, spatial_dims=spatial_dims, storage_options=storage_options,
+                chunk_cache=chunk_cache, **fields,
+            )
+        )  # fmt: skip
+    keys = names
     if patch_shape is not None:
         crop = RandLazyCropd(
             keys=keys, roi_size=tuple(patch_shape), align_to_chunks=align_to_chunks
@@ -77,6 +86,22 @@ def default_transforms(
         steps.append(crop)
     steps.append(ComputeDaskd(keys=keys, dtype=dtype))
     return Compose(steps)  # type: ignore[no-any-return]
+
+
+def image_sample_fields(row: ManifestRow) -> dict[str, Any]:
+    """Each image's own sample fields (``<key>_path``...) of a row with several images."""
+    out: dict[str, Any] = {}
+    refs = [(row.key, row.path, row.scene, row.resolution, row.channels, row.options)]
+    for k, image in row.images.items():
+        refs.append((k, image.path, image.scene, image.resolution, image.channels, image.options))
+    for key, path, scene, level, channels, options in refs:
+        fields = vocabulary.image_fields(key)
+        out[fields["path_key"]] = path
+        out[fields["scene_key"]] = scene
+        out[fields["level_key"]] = level
+        out[fields["channel_key"]] = "" if channels is None else ",".join(map(str, channels))
+        out[fields["options_key"]] = dict(options)
+    return out
 
 
 def _share_storage_options(transforms: Any, options: Mapping[str, Any]) -> None:
@@ -194,6 +219,7 @@ class TimelapseDataset(Dataset[dict[str, Any]]):
             transforms
             if transforms is not None
             else default_transforms(
+                [self.rows[0].key, *self.rows[0].images],
                 spatial_dims=spatial_dims,
                 patch_shape=self.patch_shape,
                 storage_options=self.storage_options,
@@ -290,6 +316,8 @@ class TimelapseDataset(Dataset[dict[str, Any]]):
             "_transform_seed": int(transform_rng.integers(0, 2**31 - 1)),
             "_index": index,
         }
+        if row.images:
+            sample.update(image_sample_fields(row))
         sample.update(row.extras)
         return sample
 

@@ -16,7 +16,9 @@ One module per kind: :mod:`~tlcore.transforms.load` (``LoadLazyd``),
 :mod:`~tlcore.transforms.crop` (``RandLazyCropd``), :mod:`~tlcore.transforms.compute`
 (``ComputeDaskd``), :mod:`~tlcore.transforms.guards` (a transform in the wrong place names
 itself), :mod:`~tlcore.transforms.foreground` (foreground-weighted crop origins),
-:mod:`~tlcore.transforms.meta` (the metadata and crop box). The transforms import MONAI and
+:mod:`~tlcore.transforms.meta` (the metadata and crop box),
+:mod:`~tlcore.transforms.normalize` (``NormalizeByImaged``: scale by the whole image's
+percentiles). The transforms import MONAI and
 torch, so names here load on first access: ``tlcore.transforms.guards`` alone stays light.
 """
 
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
         TlcoreReader,
     )
     from tlcore.transforms.meta import meta_key
+    from tlcore.transforms.normalize import NormalizeByImaged
 
 _HOMES = {
     "BioIOImageLoaderd": "loaders",
@@ -47,6 +50,7 @@ _HOMES = {
     "LazyPipelineError": "guards",
     "LoadImaged": "loaders",
     "LoadLazyd": "load",
+    "NormalizeByImaged": "normalize",
     "OmeZarrReader": "loaders",
     "RandLazyCropd": "crop",
     "TlcoreReader": "loaders",
@@ -61,6 +65,7 @@ __all__ = [
     "LazyPipelineError",
     "LoadImaged",
     "LoadLazyd",
+    "NormalizeByImaged",
     "OmeZarrReader",
     "RandLazyCropd",
     "TlcoreReader",

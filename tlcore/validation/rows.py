@@ -319,6 +319,14 @@ def validate_rows(
             check_pipelines(passed, pipelines, num_timepoints=num_timepoints,
                             spatial_dims=spatial_dims)
         )  # fmt: skip
+    # -- rows with several images (#22): the other images and their grids --------------------
+    if any(row.images for row in all_rows):
+        from tlcore.validation.pairs import pair_problems
+
+        report.problems.extend(pair_problems(
+            all_rows, storage_options, {id(r): results[k] for r, k in zip(all_rows, row_keys)},
+            _open, lambda r, o: _check_row(r, o, num_timepoints, patch, spatial_dims)[0],
+        ))  # fmt: skip
     if report.ok:
         for split, split_facts in facts.items():
             report.costs[split] = split_cost(split, split_facts, batch_size, prefetch_factor)
