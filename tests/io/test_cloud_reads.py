@@ -120,3 +120,35 @@ def test_a_remote_manifest_may_name_a_parent_folder(
     assert rows["train"][0].path == rows["val"][0].path == store_url
     report = tlcore.validate_manifest(url, storage_options=s3_server)
     assert report.ok, report
+
+
+def test_a_remote_tiled_tiff_crop_fetches_its_tiles_in_one_go(
+    s3_server: dict[str, Any], s3_new_bucket: str, relay: Relay, tmp_path: Path
+) -> None:
+    pytest.importorskip("tlcore_tiff")
+    import s3fs
+    import tifffile
+
+    from tlcore_tiff.array import TiffArrayReader
+    from tlcore_tiff.meta import file_meta
+
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 400, (2, 1, 6, 128, 128)).astype(np.uint16)
+    local = tmp_path / "m.ome.tif"
+    tifffile.imwrite(local, data, ome=True, tile=(32, 32), compression="zlib",
+                     metadata={"axes": "TCZYX"})  # fmt: skip
+    s3fs.S3FileSystem(**s3_server).put_file(str(local), f"{s3_new_bucket}/m.ome.tif")
+    source = Source.from_any(f"s3://{s3_new_bucket}/m.ome.tif", relay.options(s3_server))
+    reader = TiffArrayReader(source, "ome", file_meta(source, "ome").scenes[0], 0)
+    reader.read((0, slice(None), slice(0, 1), slice(0, 8), slice(0, 8)))  # opens the file
+    with tifffile.TiffFile(local) as tf:  # what the crop's tiles weigh: t=1, z=1..4
+        pages = [tf.pages[6 + z] for z in range(1, 5)]
+        tiles = sum(int(p.databytecounts[ty * 4 + tx]) for p in pages
+                    for ty in (1, 2) for tx in (0, 1))  # fmt: skip
+    before, n = relay.snapshot(), len(relay.lines)
+    crop = reader.read((1, slice(None), slice(1, 5), slice(40, 90), slice(10, 60)))
+    sent = _delta(relay.snapshot(), before)
+    assert np.array_equal(crop, data[1, :, 1:5, 40:90, 10:60])
+    assert sent.get("HEAD", 0) == 0
+    assert sent["GET"] == 16, "\n".join(relay.lines[n:])  # 4 planes x 2 x 2 tiles, no IFD read
+    assert tiles <= sent["bytes_down"] <= 1.2 * tiles + 16 * 600  # + response headers
