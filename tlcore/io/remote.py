@@ -24,15 +24,17 @@ The cache folder is, first found: the ``tlcore_cache_dir`` storage option, the
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
 import os
+import random
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -122,6 +124,76 @@ def retry(
             time.sleep(delay)
             delay *= 2
     raise AssertionError("unreachable")
+
+
+#: Attempts for one read that the store throttles (503 SlowDown, 429) before giving up.
+THROTTLE_ATTEMPTS = 10
+#: Backoff of the per-request retries (:func:`retry_async`): the n-th wait is drawn uniformly
+#: in ``[0, min(CAP, BASE * 2**n)]`` ("full jitter"), so throttled requests spread out instead
+#: of coming back together.
+REQUEST_BACKOFF_S = 0.05
+REQUEST_BACKOFF_CAP_S = 5.0
+_THROTTLE_WORDS = ("slowdown", "slow down", "reduce your request rate", "toomanyrequests",
+                   "too many requests", "throttl", "service unavailable")  # fmt: skip
+
+
+def is_throttled(exc: BaseException) -> bool:
+    """Whether ``exc`` is the store asking to slow down (503 SlowDown, 429, throttling)."""
+    seen: BaseException | None = exc
+    for _ in range(4):  # s3fs and zarr wrap botocore's error; look a few causes down
+        if seen is None:
+            break
+        response = getattr(seen, "response", None)
+        if isinstance(response, Mapping):  # botocore's ClientError
+            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status in (429, 503):
+                return True
+        text = f"{type(seen).__name__} {seen}".lower()
+        if any(word in text for word in _THROTTLE_WORDS):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def jittered(attempt: int) -> float:
+    """The wait before retry number ``attempt`` (0-based) of one request (full jitter)."""
+    return random.uniform(0.0, min(REQUEST_BACKOFF_CAP_S, REQUEST_BACKOFF_S * 2**attempt))
+
+
+async def retry_async(
+    action: Callable[[], Awaitable[T]],
+    what: str,
+    attempts: int = DEFAULT_ATTEMPTS,
+    throttle_attempts: int = THROTTLE_ATTEMPTS,
+) -> T:
+    """Await ``action()``, retrying one request on its own: the other requests in flight keep
+    going while this one waits (``asyncio.sleep``).
+
+    Throttling (:func:`is_throttled`) is retried up to ``throttle_attempts`` times and other
+    transient errors (5xx, dropped connections, timeouts) up to ``attempts`` times, each after
+    a jittered wait (:func:`jittered`); permanent errors (:func:`is_permanent`) are raised at
+    once. Past the limit, raises :class:`RemoteError` naming ``what``.
+    """
+    throttles = failures = 0
+    while True:
+        try:
+            return await action()
+        except Exception as exc:
+            if is_permanent(exc):
+                raise
+            if is_throttled(exc):
+                throttles += 1
+                spent, limit = throttles, throttle_attempts
+            else:
+                failures += 1
+                spent, limit = failures, attempts
+            if spent >= limit:
+                raise RemoteError(
+                    f"{what} failed after {spent} attempt(s): {type(exc).__name__}: {exc}. "
+                    "Check the endpoint and the network; raise the limit with the storage "
+                    f"option {RETRIES_OPTION}=N"
+                ) from exc
+            await asyncio.sleep(jittered(throttles + failures - 1))
 
 
 def attempts_for(options: Mapping[str, Any]) -> int:

@@ -81,6 +81,33 @@ def _split_protocol(uri: str) -> tuple[str, str]:
     return "", uri
 
 
+def normalise_url(uri: str) -> str:
+    """``uri`` with ``.`` and ``..`` resolved in its path, as ``os.path.normpath`` does for a
+    local path: ``s3://b/manifests/../movie.ome.zarr`` -> ``s3://b/movie.ome.zarr``.
+
+    The first component (the bucket, container or host) is kept; URLs with a query string are
+    returned unchanged (a signed URL's path must stay as signed).
+
+    Raises:
+        ValueError: a ``..`` would climb above the bucket.
+    """
+    protocol, rest = _split_protocol(uri)
+    if protocol in LOCAL_PROTOCOLS or "?" in rest or "#" in rest:
+        return uri
+    head, _, path = rest.partition("/")
+    parts: list[str] = []
+    for part in path.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not parts:
+                raise ValueError(f"{uri}: '..' climbs above the bucket {head!r}")
+            parts.pop()
+        else:
+            parts.append(part)
+    return f"{protocol}://" + "/".join([head, *parts])
+
+
 @dataclass(frozen=True, eq=False)
 class Source:
     """An image location handed to every reader hook.
@@ -114,7 +141,7 @@ class Source:
         if isinstance(upath_protocol, str) and hasattr(location, "storage_options"):
             if upath_protocol not in LOCAL_PROTOCOLS:
                 merged = {**dict(location.storage_options), **options}
-                uri = str(location).rstrip("/")
+                uri = normalise_url(str(location).rstrip("/"))
                 return cls(uri, upath_protocol, _with_defaults(upath_protocol, merged))
             location = location.path
         if isinstance(location, os.PathLike):
@@ -129,7 +156,7 @@ class Source:
         if protocol in LOCAL_PROTOCOLS:
             path = os.path.abspath(os.path.expanduser(rest))
             return cls(path, "file", options)
-        uri = f"{protocol}://{rest.rstrip('/')}"
+        uri = normalise_url(f"{protocol}://{rest.rstrip('/')}")
         return cls(uri, protocol, _with_defaults(protocol, options))
 
     # -- naming ------------------------------------------------------------------------------

@@ -236,8 +236,10 @@ def _resolve(path: str, base: str | None) -> str:
     if base is None or "://" in path or os.path.isabs(path) or path.startswith("~"):
         return os.path.expanduser(path)
     if _is_remote(base):
+        from tlcore.io.source import normalise_url
+
         parent = base.rstrip("/").rsplit("/", 1)[0]
-        return f"{parent}/{path}"
+        return normalise_url(f"{parent}/{path}")  # "..", "." resolved as for local paths
     base_path = base[len("file://") :] if base.startswith("file://") else base
     return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(base_path)), path))
 

@@ -9,7 +9,7 @@ import zarr
 
 from tlcore import DIMS, Source
 from tlcore.lazy import ArrayReader, Region
-from tlcore_ome_zarr.store import ArrayMeta, open_store
+from tlcore_ome_zarr.store import ArrayMeta, open_array
 
 
 class ZarrArrayReader(ArrayReader):
@@ -22,6 +22,7 @@ class ZarrArrayReader(ArrayReader):
     def __init__(self, source: Source, meta: ArrayMeta, native_dims: str) -> None:
         self.source = source
         self.path = meta.path
+        self.metadata = meta.metadata  # opening again (in a worker) reads nothing
         self.native_dims = native_dims
         sizes = dict(zip(native_dims, meta.shape))
         chunks = dict(zip(native_dims, meta.chunks))
@@ -45,7 +46,7 @@ class ZarrArrayReader(ArrayReader):
         return handle_for(self)
 
     def _open(self) -> zarr.Array[Any]:
-        return zarr.open_array(store=open_store(self.source), path=self.path, mode="r")
+        return open_array(self.source, self.path, self.metadata)
 
     def _read(self, handle: zarr.Array[Any], region: Region) -> np.ndarray:
         by_dim = dict(zip(DIMS, region))

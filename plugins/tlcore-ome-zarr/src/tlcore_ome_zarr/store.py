@@ -19,7 +19,7 @@ import functools
 import os
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import zarr
@@ -50,12 +50,19 @@ class NotOmeZarr(ValueError):
 
 
 def open_store(source: Source) -> Store:
-    """A read-only zarr store for the source (local directory or any fsspec URL)."""
+    """A read-only zarr store for the source (local directory or any fsspec URL).
+
+    A remote store reads through :class:`RemoteStore`: one GET per chunk (no HEAD), each read
+    retried on its own (:func:`tlcore.io.remote.retry_async`).
+    """
     if source.is_local:
         return zarr.storage.LocalStore(source.uri, read_only=True)
-    return zarr.storage.FsspecStore.from_url(
-        source.uri, storage_options=source.fsspec_options(), read_only=True
+    from tlcore_ome_zarr.remote import RemoteStore, read_options
+
+    inner = zarr.storage.FsspecStore.from_url(
+        source.uri, storage_options=read_options(source), read_only=True
     )
+    return RemoteStore(inner, source.uri, source.storage_options)
 
 
 def open_group(store: Store, path: str = "") -> zarr.Group:
@@ -344,6 +351,21 @@ class ArrayMeta:
     shape: tuple[int, ...]
     dtype: str
     chunks: tuple[int, ...]
+    # zarr's parsed metadata of the array, handed to readers (and with them to DataLoader
+    # workers, pickled or forked) so that opening the array again costs no request.
+    metadata: Any = field(default=None, compare=False, hash=False, repr=False)
+
+
+def open_array(source: Source, path: str, metadata: Any = None) -> zarr.Array[Any]:
+    """The zarr array at ``path``, read-only; from ``metadata`` (zarr's parsed array metadata)
+    without reading the store when given, else opened the usual way."""
+    store = open_store(source)
+    if metadata is None:
+        return zarr.open_array(store=store, path=path, mode="r")
+    from zarr.core.array import AsyncArray
+    from zarr.storage._common import StorePath
+
+    return zarr.Array(AsyncArray(metadata=metadata, store_path=StorePath(store, path)))
 
 
 @dataclass(frozen=True)
@@ -431,7 +453,8 @@ def read_image(source: Source, store: Store, group_path: str, which: int = 0) ->
                 f"array '{path}' has no dimension_names (OME-NGFF 0.5 requires them "
                 "to match the axes); read with the axes' names"
             )
-        arrays.append(ArrayMeta(path, tuple(arr.shape), str(arr.dtype), tuple(arr.chunks)))
+        shape, dtype, chunks = tuple(arr.shape), str(arr.dtype), tuple(arr.chunks)
+        arrays.append(ArrayMeta(path, shape, dtype, chunks, arr.metadata))
     try:
         order = dataset_order([a.shape for a in arrays])
     except ValueError as exc:

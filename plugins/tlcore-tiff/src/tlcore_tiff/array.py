@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import threading
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,9 @@ from tlcore.lazy import ArrayReader, Region
 from tlcore_tiff.layout import Layout
 from tlcore_tiff.meta import SceneMeta
 from tlcore_tiff.opening import OpenTiff
+
+_Ranges = list[tuple[int, int]]
+_Finish = Callable[[list[bytes]], np.ndarray]
 
 
 class TiffArrayReader(ArrayReader):
@@ -66,25 +70,32 @@ class TiffArrayReader(ArrayReader):
         if out.size == 0:
             return out
         samples = self.layout.samples
+        wanted = []  # (t, z, c, page): every page the region touches
         for t in range(rt.start, rt.stop):
             for z in range(rz.start, rz.stop):
                 for c in range(rc.start // samples, -(-rc.stop // samples)):
-                    s0 = max(rc.start, c * samples)
-                    s1 = min(rc.stop, (c + 1) * samples)
-                    page = self.layout.page_index(t, c, z)
-                    try:
-                        block = handle.read(page, ry.start, ry.stop, rx.start, rx.stop)
-                    except ReaderError:
-                        raise
-                    except Exception as exc:
-                        raise ReaderError(
-                            f"{self._where()}: reading page {page} (T={t}, C={c}, Z={z}) failed: "
-                            f"{type(exc).__name__}: {exc}. The file may be damaged or truncated."
-                        ) from exc
-                    block = block[..., s0 - c * samples : s1 - c * samples]
-                    out[t - rt.start, s0 - rc.start : s1 - rc.start, z - rz.start] = np.moveaxis(
-                        block, -1, 0
-                    )
+                    wanted.append((t, z, c, self.layout.page_index(t, c, z)))
+        try:
+            # All pages' bytes in one call: remotely, one concurrent cat_ranges for the crop.
+            blocks = handle.read_many(
+                [(page, ry.start, ry.stop, rx.start, rx.stop) for *_, page in wanted]
+            )
+        except ReaderError:
+            raise
+        except Exception as exc:
+            pages = sorted({page for *_, page in wanted})
+            which = f"page {pages[0]}" if len(pages) == 1 else f"pages {pages[0]}-{pages[-1]}"
+            raise ReaderError(
+                f"{self._where()}: reading {which} failed: "
+                f"{type(exc).__name__}: {exc}. The file may be damaged or truncated."
+            ) from exc
+        for (t, z, c, _), block in zip(wanted, blocks):
+            s0 = max(rc.start, c * samples)
+            s1 = min(rc.stop, (c + 1) * samples)
+            block = block[..., s0 - c * samples : s1 - c * samples]
+            out[t - rt.start, s0 - rc.start : s1 - rc.start, z - rz.start] = np.moveaxis(
+                block, -1, 0
+            )
         return out
 
 
@@ -131,6 +142,8 @@ class PageReader:
     # -- bytes -------------------------------------------------------------------------------
     def _read_ranges(self, ranges: list[tuple[int, int]]) -> list[bytes]:
         """Bytes at each (offset, length), exactly; a short read means a truncated file."""
+        if not ranges:
+            return []
         if self._fd is not None:
             chunks = [os.pread(self._fd, n, off) for off, n in ranges]
         else:
@@ -154,29 +167,51 @@ class PageReader:
 
     def read(self, index: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         """Rows y0:y1, columns x0:x1 of page ``index`` as (rows, columns, samples)."""
+        return self.read_many([(index, y0, y1, x0, x1)])[0]
+
+    def read_many(self, requests: list[tuple[int, int, int, int, int]]) -> list[np.ndarray]:
+        """:meth:`read` for each ``(index, y0, y1, x0, x1)``, with the bytes of all of them
+        fetched in one :meth:`_read_ranges` call (one concurrent ``cat_ranges`` remotely)."""
+        plans = [self._plan(*request) for request in requests]
+        datas = self._read_ranges([r for ranges, _ in plans for r in ranges])
+        out, at = [], 0
+        for ranges, finish in plans:
+            out.append(finish(datas[at : at + len(ranges)]))
+            at += len(ranges)
+        return out
+
+    def _plan(self, index: int, y0: int, y1: int, x0: int, x1: int) -> tuple[_Ranges, _Finish]:
+        """The byte ranges that rows y0:y1, columns x0:x1 of page ``index`` need, and how to
+        turn their bytes into the block."""
         if self.contiguous_offset is not None:
-            return self._read_rows(self.contiguous_offset + index * self.page_bytes, y0, y1, x0, x1)
+            return self._plan_rows(self.contiguous_offset + index * self.page_bytes, y0, y1, x0, x1)
         page = self._page(index)
         if page is None:  # a plane the OME-XML lists but the file does not hold: zeros
-            return np.zeros((y1 - y0, x1 - x0, self.samples), self.file_dtype.newbyteorder("="))
+            shape = (y1 - y0, x1 - x0, self.samples)
+            return [], lambda _: np.zeros(shape, self.file_dtype.newbyteorder("="))
         if self.final and page.is_contiguous:
-            return self._read_rows(int(page.dataoffsets[0]), y0, y1, x0, x1)
-        return self._read_segments(page, y0, y1, x0, x1)
+            return self._plan_rows(int(page.dataoffsets[0]), y0, y1, x0, x1)
+        return self._plan_segments(page, y0, y1, x0, x1)
 
-    def _read_rows(self, base: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    def _plan_rows(self, base: int, y0: int, y1: int, x0: int, x1: int) -> tuple[_Ranges, _Finish]:
         item = self.file_dtype.itemsize
         if not self.planar:
             row = self.width * self.samples * item
-            (data,) = self._read_ranges([(base + y0 * row, (y1 - y0) * row)])
-            rows = np.frombuffer(data, self.file_dtype).reshape(y1 - y0, self.width, self.samples)
-            return rows[:, x0:x1]
+
+            def rows(parts: list[bytes]) -> np.ndarray:
+                block = np.frombuffer(parts[0], self.file_dtype)
+                return block.reshape(y1 - y0, self.width, self.samples)[:, x0:x1]
+
+            return [(base + y0 * row, (y1 - y0) * row)], rows
         plane = self.height * self.width * item
         row = self.width * item
-        parts = self._read_ranges(
-            [(base + s * plane + y0 * row, (y1 - y0) * row) for s in range(self.samples)]
-        )
-        planes = [np.frombuffer(p, self.file_dtype).reshape(y1 - y0, self.width) for p in parts]
-        return np.stack(planes, axis=-1)[:, x0:x1]
+
+        def planes(parts: list[bytes]) -> np.ndarray:
+            found = [np.frombuffer(p, self.file_dtype).reshape(y1 - y0, self.width) for p in parts]
+            return np.stack(found, axis=-1)[:, x0:x1]
+
+        ranges = [(base + s * plane + y0 * row, (y1 - y0) * row) for s in range(self.samples)]
+        return ranges, planes
 
     def _segments(self, y0: int, y1: int, x0: int, x1: int) -> list[int]:
         """Indices of the strips or tiles that overlap rows y0:y1 and columns x0:x1."""
@@ -198,14 +233,30 @@ class PageReader:
             s * strips + sy for s in range(separate) for sy in range(y0 // rps, (y1 - 1) // rps + 1)
         ]
 
-    def _read_segments(self, page: Any, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-        separate = self.samples if self.planar else 1
-        contig = 1 if self.planar else self.samples
-        out = np.zeros((separate, y1 - y0, x1 - x0, contig), self.file_dtype.newbyteorder("="))
+    def _plan_segments(
+        self, page: Any, y0: int, y1: int, x0: int, x1: int
+    ) -> tuple[_Ranges, _Finish]:
         indices = self._segments(y0, y1, x0, x1)
         offsets, counts = page.dataoffsets, page.databytecounts
         wanted = [i for i in indices if counts[i] > 0]
-        datas = dict(zip(wanted, self._read_ranges([(offsets[i], counts[i]) for i in wanted])))
+        ranges = [(int(offsets[i]), int(counts[i])) for i in wanted]
+        return ranges, lambda parts: self._decode_segments(
+            page, indices, dict(zip(wanted, parts)), y0, y1, x0, x1
+        )
+
+    def _decode_segments(
+        self,
+        page: Any,
+        indices: list[int],
+        datas: dict[int, bytes],
+        y0: int,
+        y1: int,
+        x0: int,
+        x1: int,
+    ) -> np.ndarray:
+        separate = self.samples if self.planar else 1
+        contig = 1 if self.planar else self.samples
+        out = np.zeros((separate, y1 - y0, x1 - x0, contig), self.file_dtype.newbyteorder("="))
         jpegtables = getattr(page, "jpegtables", None)
         for i in indices:
             data = datas.get(i)

@@ -19,6 +19,12 @@ import tifffile
 from tlcore import Source
 
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+#: Read-ahead of a remote TIFF opened for tifffile: IFDs and tag values are small and scattered,
+#: so small blocks (fsspec's default is 50 MiB for S3: parsing page headers pulled 50 MiB
+#: ranges), kept in a small LRU of blocks. Pixel data never goes through it: it is read by
+#: byte range (``cat_ranges``).
+REMOTE_BLOCK_SIZE = 16 * 1024
+REMOTE_CACHE_BLOCKS = 256
 
 
 def fsspec_filesystem(source: Source) -> Any:
@@ -47,7 +53,13 @@ class OpenTiff:
             self.tf = tifffile.TiffFile(source.uri, mode="r", **flags)
             return
         self.fs = fsspec_filesystem(source)
-        self._remote = self.fs.open(source.uri, "rb")
+        self._remote = self.fs.open(
+            source.uri,
+            "rb",
+            block_size=REMOTE_BLOCK_SIZE,
+            cache_type="blockcache",
+            cache_options={"maxblocks": REMOTE_CACHE_BLOCKS},
+        )
         try:
             self.tf = tifffile.TiffFile(self._remote, mode="r", name=source.name, **flags)
         except BaseException:

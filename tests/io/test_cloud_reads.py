@@ -1,0 +1,154 @@
+"""The remote read path against a real S3-protocol server (moto on loopback) behind
+:class:`tlcore.io.relay.Relay`, which counts requests by method and can throttle: one GET per
+chunk and no HEAD, throttled and failed requests retried one by one, relative remote paths
+normalised."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import tlcore
+from tlcore.io import remote
+from tlcore.io.relay import Relay
+from tlcore.io.source import Source, normalise_url
+from tlcore.sampling.manifest import read_manifest
+
+
+@pytest.fixture
+def store_url(
+    s3_server: dict[str, Any], synthetic_store: Callable[..., Path], s3_new_bucket: str
+) -> str:
+    import s3fs
+
+    local = synthetic_store(shape=(4, 1, 8, 64, 64), chunks=(1, 1, 8, 32, 32))
+    s3fs.S3FileSystem(**s3_server).put(
+        str(local), f"{s3_new_bucket}/movie.ome.zarr", recursive=True
+    )
+    return f"s3://{s3_new_bucket}/movie.ome.zarr"
+
+
+@pytest.fixture
+def relay(s3_server: dict[str, Any]) -> Iterator[Relay]:
+    r = Relay(str(s3_server["endpoint_url"]))
+    yield r
+    r.stop()
+
+
+def _delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    return {k: after.get(k, 0) - before.get(k, 0) for k in set(after) | set(before)}
+
+
+def test_a_crop_costs_one_get_per_chunk_and_no_head(
+    s3_server: dict[str, Any], store_url: str, relay: Relay
+) -> None:
+    image = tlcore.open_lazy(store_url, storage_options=relay.options(s3_server))
+    direct = tlcore.open_lazy(store_url, storage_options=s3_server)
+    expected = direct.data[1, :, 2:6, 20:50, 10:40].compute()
+    before = relay.snapshot()
+    n = len(relay.lines)
+    crop = image.data[1, :, 2:6, 20:50, 10:40].compute()  # 2 x 2 chunks of one timepoint
+    sent = _delta(relay.snapshot(), before)
+    assert np.array_equal(crop, expected)
+    assert sent.get("HEAD", 0) == 0
+    assert sent.get("GET", 0) == 4, "\n".join(relay.lines[n:])
+
+
+def test_throttled_reads_are_retried_and_give_the_right_pixels(
+    s3_server: dict[str, Any], store_url: str
+) -> None:
+    expected = tlcore.open_lazy(store_url, storage_options=s3_server).data.compute()
+    throttling = Relay(str(s3_server["endpoint_url"]), throttle=0.3, seed=3)
+    try:
+        image = tlcore.open_lazy(store_url, storage_options=throttling.options(s3_server))
+        got = image.data.compute()
+        assert throttling.throttled > 0  # the relay did throttle, and every read recovered
+    finally:
+        throttling.stop()
+    assert np.array_equal(got, expected)
+
+
+async def _fails(times: int, exc: Exception, calls: list[int]) -> str:
+    calls.append(1)
+    if len(calls) <= times:
+        raise exc
+    return "ok"
+
+
+def test_retry_async_tells_throttling_from_failures() -> None:
+    import asyncio
+
+    slow = OSError("An error occurred (SlowDown): Please reduce your request rate.")
+    assert remote.is_throttled(slow) and not remote.is_throttled(ConnectionError("reset"))
+    calls: list[int] = []
+    # 5 throttled answers exceed the 4 attempts for failures, not the throttling limit
+    assert asyncio.run(remote.retry_async(lambda: _fails(5, slow, calls), "x", 4)) == "ok"
+    assert len(calls) == 6
+    calls.clear()
+    with pytest.raises(remote.RemoteError, match="reading s3://b/k failed after 2"):
+        asyncio.run(
+            remote.retry_async(lambda: _fails(9, ConnectionError(), calls), "reading s3://b/k", 2)
+        )
+    calls.clear()
+    with pytest.raises(FileNotFoundError):  # permanent: raised at once
+        asyncio.run(remote.retry_async(lambda: _fails(9, FileNotFoundError(), calls), "x", 4))
+    assert len(calls) == 1
+    assert all(0 <= remote.jittered(n) <= remote.REQUEST_BACKOFF_CAP_S for n in range(20))
+
+
+def test_remote_paths_are_normalised() -> None:
+    assert normalise_url("s3://b/manifests/../movie.ome.zarr") == "s3://b/movie.ome.zarr"
+    assert normalise_url("s3://b/a/./b//c") == "s3://b/a/b/c"
+    assert Source.from_any("gs://b/x/../y").uri == "gs://b/y"
+    with pytest.raises(ValueError, match="climbs above the bucket"):
+        normalise_url("s3://b/../other/x")
+
+
+def test_a_remote_manifest_may_name_a_parent_folder(
+    s3_server: dict[str, Any], store_url: str, s3_new_bucket: str
+) -> None:
+    import s3fs
+
+    csv = "path,split\n../movie.ome.zarr,train\n./../movie.ome.zarr,val\n"
+    s3fs.S3FileSystem(**s3_server).pipe(f"{s3_new_bucket}/manifests/m.csv", csv.encode())
+    url = f"s3://{s3_new_bucket}/manifests/m.csv"
+    rows = read_manifest(url, storage_options=s3_server)
+    assert rows["train"][0].path == rows["val"][0].path == store_url
+    report = tlcore.validate_manifest(url, storage_options=s3_server)
+    assert report.ok, report
+
+
+def test_a_remote_tiled_tiff_crop_fetches_its_tiles_in_one_go(
+    s3_server: dict[str, Any], s3_new_bucket: str, relay: Relay, tmp_path: Path
+) -> None:
+    pytest.importorskip("tlcore_tiff")
+    import s3fs
+    import tifffile
+
+    from tlcore_tiff.array import TiffArrayReader
+    from tlcore_tiff.meta import file_meta
+
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 400, (2, 1, 6, 128, 128)).astype(np.uint16)
+    local = tmp_path / "m.ome.tif"
+    tifffile.imwrite(local, data, ome=True, tile=(32, 32), compression="zlib",
+                     metadata={"axes": "TCZYX"})  # fmt: skip
+    s3fs.S3FileSystem(**s3_server).put_file(str(local), f"{s3_new_bucket}/m.ome.tif")
+    source = Source.from_any(f"s3://{s3_new_bucket}/m.ome.tif", relay.options(s3_server))
+    reader = TiffArrayReader(source, "ome", file_meta(source, "ome").scenes[0], 0)
+    reader.read((0, slice(None), slice(0, 1), slice(0, 8), slice(0, 8)))  # opens the file
+    with tifffile.TiffFile(local) as tf:  # what the crop's tiles weigh: t=1, z=1..4
+        pages = [tf.pages[6 + z] for z in range(1, 5)]
+        tiles = sum(int(p.databytecounts[ty * 4 + tx]) for p in pages
+                    for ty in (1, 2) for tx in (0, 1))  # fmt: skip
+    before, n = relay.snapshot(), len(relay.lines)
+    crop = reader.read((1, slice(None), slice(1, 5), slice(40, 90), slice(10, 60)))
+    sent = _delta(relay.snapshot(), before)
+    assert np.array_equal(crop, data[1, :, 1:5, 40:90, 10:60])
+    assert sent.get("HEAD", 0) == 0
+    assert sent["GET"] == 16, "\n".join(relay.lines[n:])  # 4 planes x 2 x 2 tiles, no IFD read
+    assert tiles <= sent["bytes_down"] <= 1.2 * tiles + 16 * 600  # + response headers
