@@ -120,12 +120,12 @@ class RandomTimelapseDatamodule(LightningDataModule):
             (``LoadLazyd(keys=key, **tlcore.vocabulary.image_fields(key))``).
         channel_columns: ``{key: column}`` of channels; a key absent takes every channel
             (default ``{main key: channel_column}``).
-        scene_columns: ``{key: column}`` of per-image scenes; an image without one uses the
-            row's ``scene_column``.
-        resolution_columns: ``{key: column}`` of per-image levels; an image without one uses
-            the row's ``resolution_column``.
-        options_columns: ``{key: column}`` of per-image reader options; an image without one
-            uses the row's ``options_column``.
+        scene_columns: ``{key: column}`` of scenes; an image without one uses the row's
+            ``scene_column``.
+        resolution_columns: ``{key: column}`` of pyramid levels; an image without one uses the
+            row's ``resolution_column``.
+        options_columns: ``{key: column}`` of reader options; an image without one uses the
+            row's ``options_column``.
         options_column: per-file reader options (``czi_tiles=true``, ``lif_mosaic=tiles``, a
             TIFF's dimension order...), as ``key=value; key=value`` or a JSON object; merged
             over ``storage_options`` for that file.

@@ -40,7 +40,8 @@ class NormalizeByImaged(MapTransform):
 
     Args:
         keys: the image keys to scale (not label keys).
-        lower, upper: the percentiles (0-100) mapped to 0 and 1.
+        lower: the percentile (0-100) mapped to 0.
+        upper: the percentile (0-100) mapped to 1.
         clip: clip the result to [0, 1].
         per: ``"file"``: one set of statistics over every timepoint of the file;
             ``"timepoint"``: each timepoint's own (follows bleaching; costs one estimate per
