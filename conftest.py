@@ -13,6 +13,19 @@ ROOT = Path(__file__).resolve().parent
 TESTDATA = Path(os.environ.get("TLCORE_TESTDATA", ROOT.parent / "shared" / "testdata"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_caches(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The tests' image statistics go to a folder of their own, not the user's cache (set in
+    the environment, so commands the tests run in subprocesses use it too)."""
+    previous = os.environ.get("TLCORE_STATS_DIR")
+    os.environ["TLCORE_STATS_DIR"] = str(tmp_path_factory.mktemp("tlcore-stats"))
+    yield
+    if previous is None:
+        os.environ.pop("TLCORE_STATS_DIR", None)
+    else:
+        os.environ["TLCORE_STATS_DIR"] = previous
+
+
 @pytest.fixture(scope="session")
 def testdata() -> Path:
     """The shared real sample files (../shared/testdata); tests skip without them."""

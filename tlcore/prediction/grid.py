@@ -154,7 +154,10 @@ class Plan:
     Args:
         n_t: number of output timepoints.
         shape: the image's Z, Y, X.
-        tile, halo, overlap, unit: per axis Z, Y, X (see :class:`Axis`).
+        tile: the kept block of each tile, per axis Z, Y, X (see :class:`Axis`).
+        halo: context read around each tile, per axis.
+        overlap: width over which neighbouring tiles are blended, per axis.
+        unit: the output's write unit (a chunk or shard), per axis.
         blend: one of :data:`BLENDS`.
     """
 

@@ -41,11 +41,24 @@ class PredictionDataModule(pl.LightningDataModule):  # type: ignore[misc]  # unt
         out: the output store.
         out_channels: the model's output channels; default ``len(model.channel_names)``, else
             found by running the model on the first tile (on the CPU, in ``setup``).
-        **settings: ``scene``, ``level``, ``channels``, ``time``, ``tile``, ``halo``,
-            ``overlap``, ``blend``, ``batch_size``, ``dtype``, ``chunks``, ``shards``,
-            ``levels``, ``reader``, ``storage_options`` as :func:`tlcore.predict`.
         num_workers: DataLoader workers reading tiles.
-        resume, overwrite: as :func:`tlcore.predict`.
+        resume: as :func:`tlcore.predict`.
+        overwrite: as :func:`tlcore.predict`.
+        scene: as :func:`tlcore.predict`.
+        level: as :func:`tlcore.predict`.
+        channels: as :func:`tlcore.predict`.
+        time: as :func:`tlcore.predict`.
+        tile: as :func:`tlcore.predict`.
+        halo: as :func:`tlcore.predict`.
+        overlap: as :func:`tlcore.predict`.
+        blend: as :func:`tlcore.predict`.
+        batch_size: as :func:`tlcore.predict`.
+        dtype: as :func:`tlcore.predict`.
+        chunks: as :func:`tlcore.predict`.
+        shards: as :func:`tlcore.predict`.
+        levels: as :func:`tlcore.predict`.
+        reader: as :func:`tlcore.predict`.
+        storage_options: as :func:`tlcore.predict`.
     """
 
     def __init__(

@@ -1,6 +1,6 @@
 """Whole-image statistics from a small sample: per-channel percentiles, mean and std of a
-file's scene, estimated from its coarsest useful pyramid level or a strided subset of its
-chunks, cached per process and on disk.
+file's scene, estimated from a strided subset of its chunks (or, when asked, a coarse pyramid
+level), cached per process and on disk.
 
 :func:`image_statistics` is the entry point (``tlcore.image_statistics``);
 :mod:`~tlcore.statistics.sample` chooses what to read, :mod:`~tlcore.statistics.estimate`

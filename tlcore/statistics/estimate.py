@@ -180,10 +180,11 @@ def image_statistics(
 ) -> ImageStatistics:
     """Per-channel percentiles, mean and std of one scene of a file, estimated from a sample.
 
-    The sample is the coarsest pyramid level at or after ``level`` that still holds
-    ``min_voxels`` voxels per channel over the chosen timepoints, read whole when it holds at
-    most ``budget_voxels`` per channel, else a strided subset of its tiles (storage chunks,
-    spread over time and space) of about ``budget_voxels``. A small image is read whole (exact).
+    The sample is ``level`` itself (or, with ``pyramid=True``, the coarsest level at or after
+    it that still holds ``min_voxels`` voxels per channel over the chosen timepoints), read
+    whole when it holds at most ``budget_voxels`` per channel, else a strided subset of its
+    tiles (storage chunks, spread over time and space) of about ``budget_voxels``. A small image
+    is read whole (exact).
     The result is remembered in this process and on disk (:mod:`tlcore.statistics.cache`),
     keyed by the file's size and modification time or ETag and by every argument, so a second
     call (in any worker, in any later run) reads no pixel.
