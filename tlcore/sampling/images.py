@@ -12,7 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from tlcore import vocabulary
+
+if TYPE_CHECKING:
+    from tlcore.sampling.manifest import ManifestRow
 
 
 class CellError(ValueError):
@@ -76,4 +81,20 @@ def parse_images(
             options=values["options"],
             columns=dict(columns),
         )
+    return out
+
+
+def image_sample_fields(row: ManifestRow) -> dict[str, Any]:
+    """Each image's own sample fields (``<key>_path``...) of a row with several images."""
+    out: dict[str, Any] = {}
+    refs = [(row.key, row.path, row.scene, row.resolution, row.channels, row.options)]
+    for k, image in row.images.items():
+        refs.append((k, image.path, image.scene, image.resolution, image.channels, image.options))
+    for key, path, scene, level, channels, options in refs:
+        fields = vocabulary.image_fields(key)
+        out[fields["path_key"]] = path
+        out[fields["scene_key"]] = scene
+        out[fields["level_key"]] = level
+        out[fields["channel_key"]] = "" if channels is None else ",".join(map(str, channels))
+        out[fields["options_key"]] = dict(options)
     return out

@@ -32,6 +32,7 @@ from tlcore.sampling.draws import (
     rng_for,
     sample_timepoints,
 )
+from tlcore.sampling.images import image_sample_fields
 from tlcore.sampling.manifest import ManifestRow
 
 __all__ = ["SampleError", "TimelapseDataset", "default_transforms"]
@@ -86,22 +87,6 @@ def default_transforms(
         steps.append(crop)
     steps.append(ComputeDaskd(keys=keys, dtype=dtype))
     return Compose(steps)  # type: ignore[no-any-return]
-
-
-def image_sample_fields(row: ManifestRow) -> dict[str, Any]:
-    """Each image's own sample fields (``<key>_path``...) of a row with several images."""
-    out: dict[str, Any] = {}
-    refs = [(row.key, row.path, row.scene, row.resolution, row.channels, row.options)]
-    for k, image in row.images.items():
-        refs.append((k, image.path, image.scene, image.resolution, image.channels, image.options))
-    for key, path, scene, level, channels, options in refs:
-        fields = vocabulary.image_fields(key)
-        out[fields["path_key"]] = path
-        out[fields["scene_key"]] = scene
-        out[fields["level_key"]] = level
-        out[fields["channel_key"]] = "" if channels is None else ",".join(map(str, channels))
-        out[fields["options_key"]] = dict(options)
-    return out
 
 
 def _share_storage_options(transforms: Any, options: Mapping[str, Any]) -> None:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tlcore import vocabulary
+from tlcore.sampling.images import image_sample_fields
 from tlcore.validation.report import Problem, human_size
 
 if TYPE_CHECKING:
@@ -314,6 +315,8 @@ def _sample(row: ManifestRow, image: LazyImage, num_timepoints: int) -> dict[Has
         vocabulary.ROW: row.row,
         vocabulary.SPLIT: row.split,
     }
+    if row.images:
+        sample.update(image_sample_fields(row))
     sample.update(row.extras)
     return sample
 
