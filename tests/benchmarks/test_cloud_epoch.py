@@ -3,7 +3,7 @@ OME-Zarr data on local disk, in one run: crops per second and bytes transferred 
 the ratios. Run with ``make bench``; asserts only that both epochs give the same crops.
 
 Loopback has no network latency: the S3 figure is the protocol's and the client's overhead
-(request signing, HTTP, one HEAD + GET per chunk), a floor for a real object store.
+(request signing, HTTP, one GET per chunk), a floor for a real object store.
 """
 
 from __future__ import annotations

@@ -122,7 +122,7 @@ def test_a_remote_manifest_may_name_a_parent_folder(
     assert report.ok, report
 
 
-def test_a_remote_tiled_tiff_crop_fetches_its_tiles_in_one_go(
+def test_a_remote_tiled_tiff_crop_fetches_its_tiles_in_one_call(
     s3_server: dict[str, Any], s3_new_bucket: str, relay: Relay, tmp_path: Path
 ) -> None:
     pytest.importorskip("tlcore_tiff")
@@ -150,5 +150,7 @@ def test_a_remote_tiled_tiff_crop_fetches_its_tiles_in_one_go(
     sent = _delta(relay.snapshot(), before)
     assert np.array_equal(crop, data[1, :, 1:5, 40:90, 10:60])
     assert sent.get("HEAD", 0) == 0
-    assert sent["GET"] == 16, "\n".join(relay.lines[n:])  # 4 planes x 2 x 2 tiles, no IFD read
-    assert tiles <= sent["bytes_down"] <= 1.2 * tiles + 16 * 600  # + response headers
+    # 4 planes x 2 x 2 tiles, in one concurrent call, ranges closer than MERGE_GAP merged (these
+    # small tiles and the IFDs between pages are all that close): no IFD read, no 50 MiB block
+    assert 1 <= sent["GET"] <= 16, "\n".join(relay.lines[n:])
+    assert tiles <= sent["bytes_down"] <= 3 * tiles  # the bound

@@ -9,6 +9,7 @@ decodes only its tiles.
 
 from __future__ import annotations
 
+import bisect
 import os
 import threading
 import weakref
@@ -22,6 +23,10 @@ from tlcore.lazy import ArrayReader, Region
 from tlcore_tiff.layout import Layout
 from tlcore_tiff.meta import SceneMeta
 from tlcore_tiff.opening import OpenTiff
+
+#: Remote byte ranges this close (bytes, and at most the mean range length apart) are fetched
+#: as one request.
+MERGE_GAP = 32 * 1024
 
 _Ranges = list[tuple[int, int]]
 _Finish = Callable[[list[bytes]], np.ndarray]
@@ -147,9 +152,7 @@ class PageReader:
         if self._fd is not None:
             chunks = [os.pread(self._fd, n, off) for off, n in ranges]
         else:
-            starts = [off for off, _ in ranges]
-            ends = [off + n for off, n in ranges]
-            chunks = list(self._fs.cat_ranges([self.uri] * len(ranges), starts, ends))
+            chunks = self._fetch_merged(ranges)
         for (off, n), data in zip(ranges, chunks):
             if isinstance(data, BaseException):
                 raise data
@@ -159,6 +162,33 @@ class PageReader:
                     f"{off + n:,} (got {len(data)} of {n} bytes): it is truncated; copy it again"
                 )
         return [bytes(d) for d in chunks]
+
+    def _fetch_merged(self, ranges: list[tuple[int, int]]) -> list[Any]:
+        """The bytes of each range from one concurrent ``cat_ranges`` call, ranges closer than
+        :data:`MERGE_GAP` (and than their mean length) merged into one request: neighbouring
+        tiles of a row, strips of consecutive pages with only an IFD between them. A request
+        costs far more than the few bytes between them."""
+        from fsspec.utils import merge_offset_ranges
+
+        spans = sorted({(off, off + n) for off, n in ranges})
+        _, starts, ends = merge_offset_ranges(
+            [self.uri] * len(spans),
+            [a for a, _ in spans],
+            [b for _, b in spans],
+            # never a gap above the mean range: small tiles are not merged across larger gaps
+            max_gap=min(MERGE_GAP, sum(b - a for a, b in spans) // len(spans)),
+            sort=False,
+        )
+        blocks = list(self._fs.cat_ranges([self.uri] * len(starts), starts, ends))
+        out: list[Any] = []
+        for off, n in ranges:
+            i = bisect.bisect_right(starts, off) - 1
+            block = blocks[i]
+            if isinstance(block, BaseException):
+                out.append(block)
+            else:
+                out.append(block[off - starts[i] : off - starts[i] + n])
+        return out
 
     # -- pages -------------------------------------------------------------------------------
     def _page(self, index: int) -> Any:

@@ -1,0 +1,372 @@
+"""``tlcore bench cloud``: training crops from object storage against local disk, in one run.
+
+Starts a real S3 server (moto, in its own process) on loopback and a relay in front of it
+(:class:`tlcore.io.relay.Relay`, in its own process) that adds a latency to every request and
+counts requests and bytes. One OME-Zarr timelapse (and, with ``--tiff``, the same pixels as a
+tiled OME-TIFF) is read as random crops through :class:`tlcore.RandomTimelapseDatamodule`
+from local disk and from S3 at each latency, for each worker count, and one table compares:
+
+* crops/s over the epoch and steady (after every worker's first crop);
+* the first crop of each worker (the slowest of them): what a worker's start costs;
+* GET and HEAD requests per crop and KiB on the wire per crop, against the compressed bytes
+  of the chunks a crop touches on average (from the stored chunk sizes and the crop's expected
+  chunk span);
+* tensorstore reading the same crops with 8 threads in one process, where it is installed.
+
+A loopback server shares the cores with the loader: compare a run at 30 ms with the same run
+at 0 ms (how much latency is hidden) rather than with local disk alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import multiprocessing as mp
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tlcore.cli.bench import zyx
+
+BUCKET = "tlcore-bench"
+CREDENTIALS = {"key": "bench", "secret": "bench", "client_kwargs": {"region_name": "us-east-1"}}
+
+
+@dataclass
+class Row:
+    what: str
+    workers: int
+    crops: int
+    seconds: float
+    steady: float  # crops/s after every worker's first crop
+    first_s: float  # the slowest worker's first crop
+    gets: float = float("nan")
+    heads: float = float("nan")
+    kib: float = float("nan")
+
+    @property
+    def rate(self) -> float:
+        return self.crops / self.seconds
+
+
+# -- servers -------------------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def moto_server() -> Iterator[str]:
+    """A moto S3 server in its own process; yields its URL."""
+    try:
+        import moto.server  # noqa: F401
+    except ImportError:
+        raise SystemExit("tlcore bench cloud needs moto: pip install 'moto[server]'") from None
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise SystemExit("the moto server did not start")
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _relay_process(target: str, latency_s: float, conn: Any) -> None:
+    from tlcore.io.relay import Relay
+
+    relay = Relay(target, latency_s=latency_s)
+    conn.send(relay.url)
+    while (command := conn.recv()) != "stop":
+        conn.send(relay.snapshot() if command == "snapshot" else None)
+    relay.stop()
+    conn.send(None)
+
+
+class RelayProcess:
+    """A :class:`~tlcore.io.relay.Relay` in its own process (its threads then never compete
+    with the loader's for this process's interpreter lock)."""
+
+    def __init__(self, target: str, latency_s: float) -> None:
+        ctx = mp.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_relay_process, args=(target, latency_s, child))
+        self._proc.start()
+        self.url: str = self._conn.recv()
+
+    def snapshot(self) -> dict[str, int]:
+        self._conn.send("snapshot")
+        found: dict[str, int] = self._conn.recv()
+        return found
+
+    def stop(self) -> None:
+        self._conn.send("stop")
+        self._conn.recv()
+        self._proc.join(10)
+
+
+# -- data ----------------------------------------------------------------------------------------
+def _expected_span(size: int, crop: int, chunk: int) -> float:
+    """Chunks a crop of ``crop`` spans along an axis of ``size``, averaged over every start."""
+    starts = range(max(size - crop, 0) + 1)
+    return sum((s + min(crop, size) - 1) // chunk - s // chunk + 1 for s in starts) / len(starts)
+
+
+def chunks_per_crop(shape: Sequence[int], crop: Sequence[int], chunks: Sequence[int]) -> float:
+    out = 1.0
+    for n, c, k in zip(shape, crop, chunks):
+        out *= _expected_span(n, c, k)
+    return out
+
+
+def _write_tiff(store: Path, path: Path, tile: int) -> None:
+    import numpy as np
+    import tifffile
+    import zarr
+
+    data = np.asarray(zarr.open_array(str(store / "0"), mode="r")[...])
+    tifffile.imwrite(path, data, ome=True, tile=(tile, tile), compression="zlib",
+                     metadata={"axes": "TCZYX"})  # fmt: skip
+
+
+# -- runs ----------------------------------------------------------------------------------------
+def _epoch(
+    url: str,
+    options: dict[str, Any],
+    workers: int,
+    crops: int,
+    roi: tuple[int, int, int],
+    seed: int,
+) -> tuple[float, list[float]]:
+    import pandas as pd
+    from monai.transforms import Compose
+
+    from tlcore.training.datamodule import RandomTimelapseDatamodule
+    from tlcore.transforms import ComputeDaskd, LoadLazyd, RandLazyCropd
+
+    pipeline = Compose(
+        [
+            LoadLazyd(keys="raw", spatial_dims=3, storage_options=options),
+            RandLazyCropd(keys="raw", roi_size=roi),
+            ComputeDaskd(keys="raw", dtype="float32"),
+        ]
+    )
+    dm = RandomTimelapseDatamodule(
+        pd.DataFrame({"path": [url], "split": ["train"]}),
+        transforms=pipeline,
+        samples_per_epoch={"train": crops},
+        storage_options=options,
+        seed=seed,
+        num_workers=workers,
+        validate=False,
+    )
+    dm.setup("fit")
+    started = time.perf_counter()
+    arrivals = [time.perf_counter() - started for _ in dm.train_dataloader()]
+    return arrivals[-1], arrivals
+
+
+def _row(what: str, workers: int, crops: int, arrivals: list[float]) -> Row:
+    first = max(workers, 1)
+    tail = arrivals[-1] - arrivals[first - 1]
+    steady = (crops - first) / tail if tail > 0 and crops > first else float("nan")
+    return Row(what, workers, crops, arrivals[-1], steady, arrivals[first - 1])
+
+
+def _tensorstore_row(
+    relay_url: str, shape: Sequence[int], roi: tuple[int, int, int], crops: int, seed: int
+) -> str:
+    try:
+        import tensorstore as ts
+    except ImportError:
+        return "tensorstore: not installed (pip install tensorstore for this row)"
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    spec = {
+        "driver": "zarr3",
+        "kvstore": {
+            "driver": "s3",
+            "bucket": BUCKET,
+            "path": "m.ome.zarr/0/",
+            "endpoint": relay_url,
+            "aws_region": "us-east-1",
+        },
+    }
+    try:
+        array = ts.open(spec, read=True, open=True).result()
+        rng = np.random.default_rng(seed)
+        t_n, *zyx_n = shape
+        boxes = [
+            (int(rng.integers(t_n)), *(int(rng.integers(n - r + 1)) for n, r in zip(zyx_n, roi)))
+            for _ in range(crops)
+        ]
+
+        def read(box: tuple[int, ...]) -> Any:
+            t, z, y, x = box
+            return array[t, 0, z : z + roi[0], y : y + roi[1], x : x + roi[2]].read().result()
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(read, boxes))
+        seconds = time.perf_counter() - started
+    except Exception as exc:  # a bench row, not a test: say why it is missing
+        return f"tensorstore: failed ({type(exc).__name__}: {exc})"
+    return f"{crops / seconds:.1f} crops/s"
+
+
+def run(args: argparse.Namespace) -> int:
+    import s3fs
+
+    from tlcore.testing.synthetic import write_ome_zarr
+
+    workers = [int(w) for w in args.workers.split(",")]
+    tiff_workers = [int(w) for w in args.tiff_workers.split(",")]
+    latencies = [float(ms) for ms in args.latency.split(",")]
+    shape = (args.timepoints, *args.shape)
+    tmp = Path(tempfile.mkdtemp(prefix="tlcore-bench-cloud-"))
+    rows: list[Row] = []
+    notes: list[str] = []
+    try:
+        store = write_ome_zarr(tmp / "m.ome.zarr", shape=(args.timepoints, 1, *args.shape),
+                               chunks=(1, 1, *args.chunks), seed=args.seed)  # fmt: skip
+        chunk_files = [p for p in (store / "0" / "c").rglob("*") if p.is_file()]
+        mean_chunk = sum(p.stat().st_size for p in chunk_files) / len(chunk_files)
+        per_crop = chunks_per_crop(args.shape, args.crop, args.chunks)
+        touched_kib = per_crop * mean_chunk / 1024
+        tiff = tmp / "m.ome.tif"
+        if args.tiff:
+            _write_tiff(store, tiff, args.chunks[1])
+        for w in workers:
+            _, arrivals = _epoch(str(store), {}, w, args.crops, args.crop, args.seed)
+            rows.append(_row("local disk", w, args.crops, arrivals))
+            _print_row(rows[-1])
+        with moto_server() as endpoint:
+            options = {"endpoint_url": endpoint, **CREDENTIALS}
+            fs = s3fs.S3FileSystem(**options)
+            _bucket(endpoint)
+            fs.put(str(store), f"{BUCKET}/m.ome.zarr", recursive=True)
+            if args.tiff:
+                fs.put_file(str(tiff), f"{BUCKET}/m.ome.tif")
+            targets = [("zarr", f"s3://{BUCKET}/m.ome.zarr")]
+            if args.tiff:
+                targets.append(("tiff", f"s3://{BUCKET}/m.ome.tif"))
+            for latency in latencies:
+                relay = RelayProcess(endpoint, latency / 1000)
+                try:
+                    for kind, url in targets:
+                        for w in workers if kind == "zarr" else tiff_workers:
+                            before = relay.snapshot()
+                            _, arrivals = _epoch(url, relay_options(relay.url), w, args.crops,
+                                                 args.crop, args.seed)  # fmt: skip
+                            after = relay.snapshot()
+                            row = _row(f"S3 {kind} {latency:g} ms", w, args.crops, arrivals)
+                            row.gets = (after.get("GET", 0) - before.get("GET", 0)) / args.crops
+                            row.heads = (after.get("HEAD", 0) - before.get("HEAD", 0)) / args.crops
+                            row.kib = (
+                                (after["bytes_down"] - before["bytes_down"]) / args.crops / 1024
+                            )
+                            rows.append(row)
+                            _print_row(row)
+                    notes.append(f"tensorstore, 8 threads, {latency:g} ms: "
+                                 + _tensorstore_row(relay.url, (shape[0], *args.shape), args.crop,
+                                                    args.crops, args.seed))  # fmt: skip
+                finally:
+                    relay.stop()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print()
+    print(table(rows, touched_kib, per_crop, args))
+    for note in notes:
+        print(note)
+    return 0
+
+
+def _bucket(endpoint: str) -> None:
+    import boto3  # type: ignore[import-untyped]
+
+    boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=CREDENTIALS["key"],
+        aws_secret_access_key=CREDENTIALS["secret"],
+        region_name="us-east-1",
+    ).create_bucket(Bucket=BUCKET)
+
+
+def relay_options(url: str) -> dict[str, Any]:
+    return {"endpoint_url": url, **CREDENTIALS}
+
+
+def _print_row(row: Row) -> None:
+    print(f"  {row.what:<18} {row.workers} workers: {row.rate:5.1f} crops/s", file=sys.stderr)
+
+
+def table(rows: list[Row], touched_kib: float, per_crop: float, args: argparse.Namespace) -> str:
+    """The rows as a markdown table, with the ratios the targets are about."""
+    zero = {(r.what.replace(" 0 ms", ""), r.workers): r for r in rows if r.what.endswith(" 0 ms")}
+    head = (
+        f"{args.crops} random crops {args.crop} (Z,Y,X) per row from {args.timepoints} x "
+        f"{args.shape} uint16, chunks {args.chunks} zstd; a crop touches {per_crop:.2f} chunks, "
+        f"{touched_kib:.0f} KiB compressed, on average\n\n"
+        "| source | workers | crops/s | steady crops/s | vs 0 ms | slowest first crop (s) "
+        "| GET/crop | HEAD/crop | KiB/crop | / touched |\n"
+        "|---|---|---|---|---|---|---|---|---|---|"
+    )
+    lines = [head]
+    for r in rows:
+        base = None
+        if " ms" in r.what and not r.what.endswith(" 0 ms"):
+            base = zero.get((r.what.rsplit(" ", 2)[0], r.workers))
+        ratio = f"{r.steady / base.steady:.2f}x" if base and base.steady else ""
+        remote = r.gets == r.gets  # not NaN
+        lines.append(
+            f"| {r.what} | {r.workers} | {r.rate:.1f} | {r.steady:.1f} | {ratio} | {r.first_s:.2f} "
+            + (
+                f"| {r.gets:.2f} | {r.heads:.2f} | {r.kib:.0f} | {r.kib / touched_kib:.2f}x |"
+                if remote
+                else "| | | | |"
+            )
+        )
+    return "\n".join(lines)
+
+
+def register(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    """Add ``tlcore bench cloud``."""
+    p = sub.add_parser(
+        "cloud",
+        help="crops/s from S3 (a loopback server behind a latency relay) against local disk",
+        parents=[common],
+    )
+    p.add_argument("--crop", type=zyx, default=(32, 128, 128), help="Z,Y,X (default 32,128,128)")
+    p.add_argument("--shape", type=zyx, default=(32, 512, 512), help="Z,Y,X of each timepoint")
+    p.add_argument("--chunks", type=zyx, default=(32, 256, 256), help="Z,Y,X storage chunks")
+    p.add_argument("--timepoints", type=int, default=4)
+    p.add_argument("--workers", default="0,2,4,8", help="worker counts, comma-separated")
+    p.add_argument("--latency", default="0,30", help="added ms per request, comma-separated")
+    p.add_argument("--crops", type=int, default=48, help="random crops per row")
+    p.add_argument("--tiff", action="store_true", help="also rows for a tiled OME-TIFF")
+    p.add_argument("--tiff-workers", default="4", help="worker counts of the TIFF rows")
+    p.add_argument("--seed", type=int, default=7)
+    p.set_defaults(func=run)
