@@ -208,3 +208,17 @@ def test_a_reader_that_leaves_the_pipe_gets_no_traceback() -> None:
     proc.stdout.close()  # the reader is gone before anything is written
     _, err = proc.communicate(timeout=120)
     assert b"Traceback" not in err and b"BrokenPipeError" not in err, err.decode()
+
+
+def test_bench_formats_is_registered_with_its_size_choice() -> None:
+    """``tlcore bench formats --help`` lists the sizes (the benchmark itself runs in
+    tests/benchmarks/test_formats.py)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "tlcore.cli", "bench", "formats", "--help"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "--size" in done.stdout and "large" in done.stdout and "medium" in done.stdout
