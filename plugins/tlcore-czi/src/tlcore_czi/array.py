@@ -85,7 +85,7 @@ class CziPlaneReader(_CziReaderBase):
         h, w = ys.stop - ys.start, xs.stop - xs.start
         roi = (x0 + xs.start * f, y0 + ys.start * f, w * f, h * f)
         if f == 1:
-            direct = handle.read(plane, roi)
+            direct: np.ndarray | None = handle.read(plane, roi)
             if direct is not None:
                 return direct
         handle = handle.czi
