@@ -229,3 +229,17 @@ def test_info_stats_and_validate_image_column(
     code = main(["validate", str(manifest), "--split-column", "", "--image-column",
                  "target=target_path", "--no-progress"])  # fmt: skip
     assert code == 1 and "target_path" in capsys.readouterr().out
+
+
+def test_bench_formats_is_registered_with_its_size_choice() -> None:
+    """``tlcore bench formats --help`` lists the sizes (the benchmark itself runs in
+    tests/benchmarks/test_formats.py)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "tlcore.cli", "bench", "formats", "--help"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "--size" in done.stdout and "large" in done.stdout and "medium" in done.stdout

@@ -67,6 +67,7 @@ def write_ome_zarr(
     version: str = "0.5",
     name: str | None = None,
     seed: int = 0,
+    shards: Sequence[int] | None = None,
 ) -> Path:
     """Write an OME-Zarr timelapse and return its path.
 
@@ -78,6 +79,8 @@ def write_ome_zarr(
         interval_s: time axis scale in seconds (written in milliseconds with its unit, to
             exercise unit conversion); None writes no unit.
         version: ``"0.5"`` (zarr v3) or ``"0.4"`` (zarr v2).
+        shards: shard shape in ``axes`` order (zarr v3 sharding, level 0 only; ``version``
+            ``"0.5"``), or None for unsharded chunks.
     """
     import zarr
 
@@ -121,6 +124,11 @@ def write_ome_zarr(
             chunks=tuple(min(c, n) for c, n in zip(chunks, lshape)),
             dtype=dtype,
             dimension_names=list(axes) if zarr_format == 3 else None,
+            shards=(
+                tuple(min(c, n) for c, n in zip(shards, lshape))
+                if shards is not None and level == 0 and zarr_format == 3
+                else None
+            ),
         )
         arrays.append(arr)
         datasets.append(

@@ -268,3 +268,35 @@ def test_crop_across_mosaic_tiles_goes_through_libczi(tmp_path: Path) -> None:
     image = tlcore.open_lazy(path)
     box = (0, 0, slice(0, 2), slice(50, 80), slice(70, 90))
     assert np.array_equal(image.data[box].compute(), pixels[box])
+
+
+def test_compressed_planes_decode_once_through_the_chunk_cache(tmp_path: Path) -> None:
+    """zstd subblocks are decoded whole by libCZI (the floor). A dask chunk of such a file is
+    one subblock, so ``LoadLazyd(chunk_cache=...)`` keeps decoded subblocks: a second crop of
+    the same planes decodes nothing."""
+    from pylibCZIrw import czi as pyczi
+
+    from tlcore import ComputeDaskd, LoadLazyd
+    from tlcore.lazy import chunkcache
+
+    rng = np.random.default_rng(8)
+    pixels = rng.integers(0, 4000, (1, 1, 3, 256, 320), dtype="uint16")
+    path = tmp_path / "zstd.czi"
+    with pyczi.create_czi(str(path), exist_ok=True) as writer:
+        for z in range(3):
+            writer.write(pixels[0, 0, z], plane={"T": 0, "C": 0, "Z": z},
+                         compression_options="zstd1:ExplicitLevel=1")  # fmt: skip
+    image = tlcore.open_lazy(path)
+    assert image.data.chunksize == (1, 1, 1, 256, 320)  # one subblock per chunk
+    load = LoadLazyd(keys="raw", chunk_cache=64 * 2**20)
+    compute = ComputeDaskd(keys="raw", scheduler="synchronous")
+    chunkcache.cache.clear()
+    chunkcache.stats.reset()
+    for y in (10, 100):
+        sample = load({"original_path": str(path), "T": 0})
+        sample["raw"] = sample["raw"][:, :, y : y + 32, 40:80]
+        got = compute(sample)["raw"].numpy()
+        assert np.array_equal(got, pixels[0, :, :, y : y + 32, 40:80])
+    counts = chunkcache.stats.snapshot()
+    assert counts["chunks_decoded"] == 3, counts
+    assert counts["cache_hits"] >= 3, counts

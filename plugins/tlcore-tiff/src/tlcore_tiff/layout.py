@@ -165,7 +165,8 @@ def build_levels(series: Any, layout: Layout) -> list[LevelMeta]:
 
 def band_chunks(kf: Any, y: int, x: int, samples: int, z: int) -> tuple[int, int, int]:
     """Rows, columns and planes of one dask chunk: one tile of one page, or the whole page, or
-    (for pages over MAX_CHUNK_BYTES) bands of whole strips across a few planes.
+    (for uncompressed pages over TARGET_BAND_BYTES, compressed ones over MAX_CHUNK_BYTES) bands
+    of whole strips across a few planes.
 
     The reader reads a region's rows from every page it touches (a range read for uncompressed
     pages, the overlapping strips otherwise), so a band of r rows over r planes costs what it
@@ -176,7 +177,10 @@ def band_chunks(kf: Any, y: int, x: int, samples: int, z: int) -> tuple[int, int
     if kf.is_tiled:
         return min(int(kf.tilelength), y), min(int(kf.tilewidth), x), 1
     row_bytes = x * samples * kf.dtype.itemsize
-    if y * row_bytes <= MAX_CHUNK_BYTES:
+    # Uncompressed contiguous pages are read by rows at no extra cost, so they are banded from
+    # TARGET_BAND_BYTES on; compressed strips only from MAX_CHUNK_BYTES (whole strips decode).
+    whole_page_up_to = TARGET_BAND_BYTES if kf.is_final else MAX_CHUNK_BYTES
+    if y * row_bytes <= whole_page_up_to:
         return y, x, 1
     unit = 1 if kf.is_final else max(1, int(kf.rowsperstrip))
     side = max(1, math.isqrt(max(1, TARGET_BAND_BYTES // row_bytes)))
