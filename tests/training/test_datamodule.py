@@ -95,7 +95,7 @@ def test_each_epoch_draws_anew_and_validation_repeats(stores: list[Path]) -> Non
 
 def test_several_timepoints_share_one_box_and_keep_a_time_axis(stores: list[Path]) -> None:
     dm = _module(
-        _frame(stores, channel=["1", "0,1", ""]),
+        _frame(stores, channel=["1", "0", "1"]),  # one channel each: one model input
         num_timepoints=3,
         timepoint_sampling="sequential",
         split_column=None,

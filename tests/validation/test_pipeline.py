@@ -107,7 +107,7 @@ def test_channel_first_on_an_eager_array_names_the_step_that_added_the_axis(
 
 def test_sizes_that_differ_with_no_crop(files: list[Path], tmp_path: Path) -> None:
     manifest = _csv(tmp_path, files, ["0", "0"], ["train", "train"])
-    errors = _errors(tlcore.RandomTimelapseDatamodule(manifest))
+    errors = _errors(tlcore.RandomTimelapseDatamodule(manifest, batch_size=2))
     assert len(errors) == 1, errors
     assert "different shapes with no fixed crop" in errors[0]
     assert "row 0 give (1, 8, 64, 64)" in errors[0] and "row 1 give (1, 8, 48, 40)" in errors[0]
@@ -211,3 +211,12 @@ def test_reader_warnings_once_per_file_and_counted(
     assert len(found) == 1 and "'um'" in found[0] and "row 0" in found[0]
     assert "4 warning(s)" in captured.out  # the unit, the duplicate row, no val, no test
     assert "OmeZarrWarning" not in captured.err
+
+
+def test_sizes_that_differ_batch_one_at_a_time(files: list[Path], tmp_path: Path) -> None:
+    """With batch_size 1 every sample is its own batch: different sizes are not a problem."""
+    manifest = _csv(tmp_path, files, ["0", "0"], ["train", "train"])
+    dm = tlcore.RandomTimelapseDatamodule(manifest, batch_size=1)
+    dm.setup("fit")  # no ValidationError
+    shapes = {tuple(batch["raw"].shape) for batch in dm.train_dataloader()}
+    assert len(shapes) == 2  # the two files' sizes, one per batch

@@ -317,7 +317,7 @@ def validate_rows(
     if pipelines:
         report.problems.extend(
             check_pipelines(passed, pipelines, num_timepoints=num_timepoints,
-                            spatial_dims=spatial_dims)
+                            spatial_dims=spatial_dims, batch_size=batch_size)
         )  # fmt: skip
     # -- rows with several images (#22): the other images and their grids --------------------
     if any(row.images for row in all_rows):
