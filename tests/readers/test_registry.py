@@ -182,3 +182,34 @@ def test_default_registry_finds_ome_zarr() -> None:
     assert names["ome-zarr"].status == "loaded"
     assert names["ome-zarr"].distribution == "tlcore-ome-zarr"
     assert ".ome.zarr" in names["ome-zarr"].extensions
+
+
+def test_a_catch_all_is_not_asked_about_a_file_a_native_reader_refused(tmp_path: Path) -> None:
+    """The reader that claims an extension is the authority on it: a catch-all ("*") that
+    would read anything is asked only about names no reader claims (or by name)."""
+    from tlcore import ReaderInfo, hookimpl
+
+    class CatchAll:
+        @hookimpl
+        def reader_info(self) -> ReaderInfo:
+            return ReaderInfo("catch-all", ("*",), priority=-100)
+
+        @hookimpl
+        def can_open(self, source: Source) -> bool:
+            return True
+
+        @hookimpl
+        def open_lazy(self, source: Source, scene: int, level: int) -> None:
+            return None
+
+    registry = Registry(entry_points=False)
+    registry.register(FakeFormat("fake", (".fake",), magic=b"FAKE"))
+    registry.register(CatchAll())
+    refused = tmp_path / "damaged.fake"
+    refused.write_bytes(b"")
+    with pytest.raises(NoReaderError, match="fake"):
+        registry.select(Source.from_any(refused))
+    assert registry.select(Source.from_any(refused), reader="catch-all") == "catch-all"
+    other = tmp_path / "movie.xyz"
+    other.write_bytes(b"")
+    assert registry.select(Source.from_any(other)) == "catch-all"

@@ -292,6 +292,11 @@ class Registry:
             if n is not None:
                 by_ext.append((rec, n))
         sniffing = not any(n > 0 for _, n in by_ext)
+        if not sniffing and source.glob_matches() is None:
+            # A reader that claims the extension is the authority on it: when it refuses a
+            # file (damaged, truncated), a catch-all ("*", the bioio bridge) is not asked to
+            # read it anyway; reader="NAME" still forces one.
+            by_ext = [(r, n) for r, n in by_ext if n > 0]
         # Sniffing content is not worth a download: local-only readers then see the remote
         # source as it is (and refuse it). Matched by extension, they see the local copy.
         candidates = by_ext if not sniffing else [(r, 0) for r in loaded]

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -67,19 +68,22 @@ def crop_box(shape: Sequence[int]) -> tuple[slice, ...]:
 def local_path(expected: Expected) -> Path | None:
     """The local sample: its file or folder, or for a glob pattern (one image read from
     several files) the folder of the files; None for a remote sample."""
-    source = Source.from_any(expected.path)
+    return sample_folder(expected.path)
+
+
+def sample_folder(path: Any) -> Path | None:
+    """:func:`local_path` of a sample path."""
+    source = Source.from_any(path)
     if not source.is_local:
         return None
     return Path(source.uri).parent if source.glob_matches() is not None else Path(source.uri)
 
 
-def in_alias(expected: Expected, alias: Path) -> Source:
-    """The sample seen through ``alias``, a new name for :func:`local_path`'s path (the
-    pattern inside it, for a glob pattern)."""
-    source = Source.from_any(expected.path)
-    if source.glob_matches() is not None:
-        return Source.from_any(alias / source.name)
-    return Source.from_any(alias)
+def pattern_name(path: Any) -> str | None:
+    """The glob pattern's name (``*.tif``) when ``path`` is one, else None: seen through
+    another name for its folder, the sample is that folder plus this name."""
+    source = Source.from_any(path)
+    return source.name if source.glob_matches() is not None else None
 
 
 def subprocess_env() -> dict[str, str]:

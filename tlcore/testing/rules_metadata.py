@@ -13,7 +13,13 @@ import tlcore
 from tlcore.io.source import Source
 from tlcore.readers.registry import get_registry
 from tlcore.testing import iowatch
-from tlcore.testing.expected import METADATA_HOOKS, Expected, in_alias, local_path
+from tlcore.testing.expected import (
+    METADATA_HOOKS,
+    Expected,
+    local_path,
+    pattern_name,
+    sample_folder,
+)
 from tlcore.testing.graph import embedded_bytes
 from tlcore.testing.kitbase import KitBase
 from tlcore.testing.rules import rule
@@ -45,7 +51,9 @@ class MetadataRules(KitBase):
             pytest.skip("bytes read are measured for local samples only")
         budget = self.metadata_budget(sample)
         stats = read_stats.snapshot()
-        seen, over = self._hook_reads(sample, expected.scene, tmp_path, budget, expected)
+        seen, over = self._hook_reads(
+            sample, expected.scene, tmp_path, budget, pattern_name(expected.path)
+        )
         assert read_stats.snapshot() == stats, rule(
             "metadata-only", "a metadata hook read pixels through an ArrayReader"
         )
@@ -62,14 +70,14 @@ class MetadataRules(KitBase):
         scene: int,
         tmp_path: Path,
         budget: int,
-        expected: Expected | None = None,
+        pattern: str | None = None,
     ) -> tuple[list[str], list[str]]:
         """Bytes each metadata hook reads from ``sample``: every line, and those over
-        ``budget``. ``expected`` says how the sample is named (a glob pattern inside
-        ``sample``). Skips the test where ``/proc/self/io`` cannot be read."""
+        ``budget``. ``pattern``: the sample is a glob pattern of that name inside the folder
+        ``sample``. Skips the test where ``/proc/self/io`` cannot be read."""
 
         def seen_as(path: Path) -> Source:
-            return Source.from_any(path) if expected is None else in_alias(expected, path)
+            return Source.from_any(path if pattern is None else path / pattern)
 
         reg = get_registry()
         # Warm up through another name for the same file: imports and per-process set-up are
@@ -131,11 +139,12 @@ class MetadataRules(KitBase):
                 "[tlcore rule 'metadata-only'] NOT CHECKED on a large sample: write_sample() is "
                 "not implemented, so the kit cannot see a reader that reads every pixel at open"
             )
-        sample = Path(path)
+        sample = sample_folder(path)
+        assert sample is not None, f"write_sample must write a local sample, got {path}"
         plane = int(np.prod(pixels.shape[-2:])) * dtype.itemsize
         budget = max(self.metadata_floor_bytes, plane)
         stats = read_stats.snapshot()
-        seen, over = self._hook_reads(sample, 0, tmp_path / "hooks", budget)
+        seen, over = self._hook_reads(sample, 0, tmp_path / "hooks", budget, pattern_name(path))
         assert read_stats.snapshot() == stats, rule(
             "metadata-only", "a metadata hook read pixels through an ArrayReader"
         )
