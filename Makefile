@@ -37,7 +37,7 @@ test: lint typecheck unit
 
 # Wheel builds and installs into fresh environments: minutes, so not in `make test`; CI runs it.
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest -m slow
+	$(BIN)/python -m pytest -m "slow and not benchmark"
 
 bench: $(STAMP)
 	$(BIN)/python -m pytest -m benchmark -s tests/benchmarks
