@@ -18,8 +18,7 @@ import pandas as pd
 import pytest
 
 import tlcore
-
-from ..support.cloud_proxy import CountingProxy
+from tlcore.io.relay import Relay
 
 pytestmark = pytest.mark.benchmark
 
@@ -68,7 +67,7 @@ def test_epoch_from_s3_against_local_disk(
 
     store = synthetic_store(shape=SHAPE, chunks=CHUNKS)
     s3fs.S3FileSystem(**s3_server).put(str(store), f"{s3_new_bucket}/m.ome.zarr", recursive=True)
-    proxy = CountingProxy(str(s3_server["endpoint_url"]))
+    proxy = Relay(str(s3_server["endpoint_url"]))
     try:
         file_opens.watch(store)
         local, local_s = _epoch(str(store), {})

@@ -17,10 +17,9 @@ import pytest
 
 import tlcore
 from tlcore import remote
+from tlcore.io.relay import Relay
 from tlcore.io.source import Source, redact
 from tlcore.sampling.manifest import read_manifest
-
-from ..support.cloud_proxy import CountingProxy
 
 SECRET = "s3cr3t-DO-NOT-PRINT-4711"
 # Fail fast in fault tests: one attempt each at tlcore's and botocore's level, short timeouts.
@@ -43,8 +42,8 @@ def cache(tmp_path: Path) -> Iterator[Path]:
 
 
 @pytest.fixture
-def proxy(s3_server: dict[str, Any]) -> Iterator[CountingProxy]:
-    p = CountingProxy(str(s3_server["endpoint_url"]))
+def proxy(s3_server: dict[str, Any]) -> Iterator[Relay]:
+    p = Relay(str(s3_server["endpoint_url"]))
     yield p
     p.stop()
 
@@ -284,7 +283,7 @@ def test_concurrent_processes_share_one_download(
 def test_an_ome_zarr_crop_fetches_only_the_chunk_it_touches(
     s3_server: dict[str, Any],
     bucket: str,
-    proxy: CountingProxy,
+    proxy: Relay,
     synthetic_store: Callable[..., Path],
 ) -> None:
     # Noise does not compress: each 64x64 uint16 chunk holds ~8 KiB on the server.
@@ -339,7 +338,7 @@ def test_missing_credentials_are_named(
 def test_unreachable_endpoint_fails_fast_and_names_the_url(
     s3_server: dict[str, Any], cache: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    dead = CountingProxy(str(s3_server["endpoint_url"]))
+    dead = Relay(str(s3_server["endpoint_url"]))
     dead.stop()
     url = "s3://some-bucket/a.nd2"
     options = {**dead.options(s3_server), "secret": SECRET, "tlcore_cache_dir": cache}
@@ -374,7 +373,7 @@ def test_dataset_errors_name_the_row_and_path_not_the_credentials(
 def test_server_stopped_mid_epoch_ends_with_an_error_naming_the_row(
     s3_server: dict[str, Any],
     bucket: str,
-    proxy: CountingProxy,
+    proxy: Relay,
     synthetic_store: Callable[..., Path],
 ) -> None:
     store = synthetic_store(shape=(8, 1, 1, 64, 64), chunks=(1, 1, 1, 32, 32))
