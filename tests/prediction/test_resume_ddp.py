@@ -21,6 +21,9 @@ import tlcore
 from tlcore.prediction.writer import RECORD_DIR
 from tlcore.testing import write_ome_zarr
 
+# Real processes (a killed CLI run, two gloo ranks): about 25 s, so in `make test-slow` (CI).
+pytestmark = pytest.mark.slow
+
 HERE = Path(__file__).resolve().parent
 
 
