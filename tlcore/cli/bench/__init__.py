@@ -7,8 +7,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import shutil
+from pathlib import Path
 
-__all__ = ["register", "zyx"]
+__all__ = ["mark_complete", "register", "reuse_or_clear", "zyx"]
 
 
 def zyx(text: str) -> tuple[int, int, int]:
@@ -35,3 +37,20 @@ def register(
         add = getattr(found, "register", None)
         if add is not None:
             add(inner, common)
+
+
+def reuse_or_clear(path: Path) -> bool:
+    """True when an earlier run finished writing the benchmark data at ``path`` (it is reused);
+    otherwise removes what a cut-short run left there and creates the parent folder, for the
+    caller to write it anew and then call :func:`mark_complete`."""
+    if (path / ".complete").exists():
+        return True
+    if path.exists():
+        shutil.rmtree(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return False
+
+
+def mark_complete(path: Path) -> None:
+    """Record that ``path`` was written whole (:func:`reuse_or_clear` reuses it from now on)."""
+    (path / ".complete").touch()

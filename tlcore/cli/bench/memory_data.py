@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from tlcore.cli.bench import mark_complete, reuse_or_clear
 from tlcore.progress import Bar
 
 
@@ -38,13 +39,8 @@ def make_store(settings: Settings) -> Path:
     cz, cy, cx = settings.chunks
     name = f"memory-tp{settings.timepoints}-{z}x{y}x{x}-c{cz}x{cy}x{cx}.ome.zarr"
     path = settings.data_dir / name
-    if (path / ".complete").exists():
+    if reuse_or_clear(path):
         return path
-    if path.exists():
-        import shutil
-
-        shutil.rmtree(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     root = zarr.open_group(str(path), mode="w-", zarr_format=3)
     f = 8  # level 1: 8x smaller in Y and X
     arrays = [
@@ -69,7 +65,7 @@ def make_store(settings: Settings) -> Path:
     rows = settings.timepoints * -(-z // cz) * -(-y // cy)
     with Bar("writing the data", rows, unit="chunk rows") as bar:
         _write_rows(arrays, settings, f, cell, background, rng, bar)
-    (path / ".complete").touch()
+    mark_complete(path)
     return path
 
 

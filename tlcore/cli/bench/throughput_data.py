@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from tlcore.cli.bench import mark_complete, reuse_or_clear
+
 DECODERS = ("tensorstore", "zarrs")
 
 
@@ -68,13 +70,8 @@ def make_dataset(settings: Settings) -> Path:
     cz, cy, cx = settings.chunks
     name = f"tp{settings.timepoints}-{z}x{y}x{x}-c{cz}x{cy}x{cx}-{settings.codec}.ome.zarr"
     path = settings.data_dir / name
-    if (path / ".complete").exists():
+    if reuse_or_clear(path):
         return path
-    if path.exists():
-        import shutil
-
-        shutil.rmtree(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     root = zarr.open_group(str(path), mode="w-", zarr_format=3)
     array = root.create_array(
         "0",
@@ -96,7 +93,7 @@ def make_dataset(settings: Settings) -> Path:
             slab += plane
             slab += 600.0 + 10.0 * t
             array[t, 0, z0 : z0 + depth] = np.clip(slab, 0, 65535).astype(np.uint16)
-    (path / ".complete").touch()
+    mark_complete(path)
     return path
 
 
