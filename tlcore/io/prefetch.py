@@ -77,6 +77,7 @@ class AheadCache:
         self.stats = AheadStats()
         self._entries: dict[str, _Entry] = {}
         self._pending: dict[str, tuple[Future[bytes | None], int, int]] = {}
+        self._begun: dict[int, int] = {}  # lane -> the sample its reads are making now
         self._cond = threading.Condition()
 
     # -- the fetching side ---------------------------------------------------------------------
@@ -84,8 +85,11 @@ class AheadCache:
         """A future to fetch ``name`` into (complete it with :meth:`fill`), or None when it is
         held or already being fetched; either way it is now kept until sample ``until`` of
         ``lane`` is done (each prefetching dataset of a process numbers its samples in a lane
-        of its own)."""
+        of its own). Also None once that sample has begun (:meth:`begin`): its reads may
+        already have asked for ``name``, and fetching it now could fetch it twice."""
         with self._cond:
+            if until <= self._begun.get(lane, -1):
+                return None
             entry = self._entries.get(name)
             if entry is not None:
                 if entry.lane == lane:
@@ -120,6 +124,12 @@ class AheadCache:
             self._cond.notify_all()
         if future is not None and not future.done():
             future.set_result(data if ok else None)
+
+    def begin(self, ordinal: int, lane: int = 0) -> None:
+        """Sample ``ordinal`` of ``lane`` starts its reads: no fetch for it (or an earlier
+        one) starts from now on; fetches already in flight are awaited by its reads."""
+        with self._cond:
+            self._begun[lane] = max(self._begun.get(lane, -1), ordinal)
 
     def room(self) -> int:
         """Bytes still free."""

@@ -115,6 +115,7 @@ class Prefetcher:
         if index is None or index < skip:
             return None
         batch = (index - skip) // max(self.plan.batch_size, 1)
+        ahead.install(self.budget).begin(self.ordinal(epoch, index), self.lane)
         with self._cond:
             self._current = (epoch, index, batch)
             self._cond.notify_all()

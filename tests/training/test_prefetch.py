@@ -1,0 +1,163 @@
+"""Fetching the next samples' chunks ahead (:mod:`tlcore.training.prefetch`) against a real S3
+server (moto on loopback) behind :class:`tlcore.io.relay.Relay`, which counts every request:
+the same batches with 0, 2 and 8 workers, prefetch on or off; no chunk fetched twice; the
+cache within its budget; a failing prefetch changes nothing."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import torch
+
+from tlcore.io import prefetch as ahead
+from tlcore.io.relay import Relay
+from tlcore.training.datamodule import RandomTimelapseDatamodule
+
+T = 8
+SHAPE = (T, 1, 8, 64, 64)
+CHUNKS = (1, 1, 8, 32, 32)  # 4 chunks per timepoint
+CROP = (8, 24, 24)
+CHUNK_GET = re.compile(r"GET /[^/]+/movie\.ome\.zarr/0/c/")
+
+
+@pytest.fixture(scope="module")
+def remote_movie(s3_server: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> str:
+    import boto3
+    import s3fs
+
+    from tlcore.testing.synthetic import write_ome_zarr
+
+    bucket = "t-prefetch"
+    boto3.client(
+        "s3", endpoint_url=str(s3_server["endpoint_url"]), aws_access_key_id="testing",
+        aws_secret_access_key="testing", region_name="us-east-1",
+    ).create_bucket(Bucket=bucket)  # fmt: skip
+    local = write_ome_zarr(
+        tmp_path_factory.mktemp("prefetch") / "movie.ome.zarr", shape=SHAPE, chunks=CHUNKS,
+        seed=5,
+    )  # fmt: skip
+    s3fs.S3FileSystem(**s3_server).put(str(local), f"{bucket}/movie.ome.zarr", recursive=True)
+    return f"s3://{bucket}/movie.ome.zarr"
+
+
+@pytest.fixture
+def relay(s3_server: dict[str, Any]) -> Iterator[Relay]:
+    r = Relay(str(s3_server["endpoint_url"]))
+    yield r
+    r.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> Iterator[None]:
+    ahead.uninstall()
+    yield
+    ahead.uninstall()
+
+
+def _epoch(url: str, options: dict[str, Any], workers: int, prefetch: bool,
+           **kwargs: Any) -> list[dict[str, Any]]:  # fmt: skip
+    """One epoch; one row per timepoint, so each sample reads a timepoint of its own and no
+    two samples share a chunk."""
+    frame = pd.DataFrame(
+        {"path": [url] * T, "split": ["train"] * T, "start": range(T), "stop": range(1, T + 1)}
+    )
+    dm = RandomTimelapseDatamodule(
+        frame, patch_shape=CROP, storage_options=options, num_workers=workers, batch_size=2,
+        validate=False, prefetch=prefetch, seed=3, multiprocessing_context="fork"
+        if workers else None, **kwargs,
+    )  # fmt: skip
+    dm.setup("fit")
+    return [{"raw": b["raw"].clone(), "T": b["T"].clone()} for b in dm.train_dataloader()]
+
+
+def _same(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
+    return len(a) == len(b) and all(
+        torch.equal(x["raw"], y["raw"]) and torch.equal(x["T"], y["T"]) for x, y in zip(a, b)
+    )
+
+
+def _chunk_gets(relay: Relay, since: int) -> Counter[str]:
+    return Counter(line for line in relay.lines[since:] if CHUNK_GET.search(line))
+
+
+def test_the_same_batches_with_0_2_and_8_workers_prefetch_on_and_off(
+    s3_server: dict[str, Any], remote_movie: str, relay: Relay
+) -> None:
+    options = relay.options(s3_server)
+    reference = _epoch(remote_movie, options, 0, prefetch=False)
+    assert len(reference) == T // 2
+    for workers in (0, 2, 8):
+        since = len(relay.lines)
+        got = _epoch(remote_movie, options, workers, prefetch=True)
+        assert _same(got, reference), f"{workers} workers, prefetch on"
+        gets = _chunk_gets(relay, since)
+        assert gets and max(gets.values()) == 1, gets  # prefetch and read never both GET
+    assert _same(_epoch(remote_movie, options, 2, prefetch=False), reference)
+
+
+def test_a_prefetched_chunk_is_fetched_once_and_read_from_the_cache(
+    s3_server: dict[str, Any], remote_movie: str, relay: Relay
+) -> None:
+    options = relay.options(s3_server)
+    _epoch(remote_movie, options, 0, prefetch=False)  # opens the store: metadata read here
+    since = len(relay.lines)
+    _epoch(remote_movie, options, 0, prefetch=True)
+    gets = _chunk_gets(relay, since)
+    stats = ahead.active().stats  # type: ignore[union-attr]
+    assert max(gets.values()) == 1, gets
+    assert stats.fetched > 0 and stats.failed == 0
+    # every chunk of every sample after the first came from the cache, none went unread
+    assert stats.hits == stats.fetched and stats.evicted == 0
+    assert sum(gets.values()) == stats.fetched + (sum(gets.values()) - stats.fetched)
+    assert sum(gets.values()) - stats.fetched <= 4  # the first sample's own reads
+
+
+def test_the_cache_stays_within_its_budget(
+    s3_server: dict[str, Any], remote_movie: str, relay: Relay
+) -> None:
+    options = relay.options(s3_server)
+    reference = _epoch(remote_movie, options, 0, prefetch=False)
+    chunk = 8 * 32 * 32 * 2  # an upper bound of one stored chunk (uint16)
+    budget = 3 * chunk
+    got = _epoch(remote_movie, options, 0, prefetch=True, prefetch_bytes=budget)
+    stats = ahead.active().stats  # type: ignore[union-attr]
+    assert _same(got, reference)
+    assert stats.fetched > 0 and 0 < stats.peak_bytes <= budget
+
+
+def test_a_failing_prefetch_does_not_fail_or_change_the_epoch(
+    s3_server: dict[str, Any], remote_movie: str
+) -> None:
+    reference = _epoch(remote_movie, s3_server, 0, prefetch=False)
+    # A relay that answers 40% of reads with 503 SlowDown: a prefetch tries once and gives up,
+    # the sample's own read retries until it gets the bytes.
+    throttling = Relay(str(s3_server["endpoint_url"]), throttle=0.4, seed=11)
+    try:
+        got = _epoch(remote_movie, throttling.options(s3_server), 0, prefetch=True)
+        assert throttling.throttled > 0
+    finally:
+        throttling.stop()
+    stats = ahead.active().stats  # type: ignore[union-attr]
+    assert stats.failed > 0
+    assert _same(got, reference)
+
+
+def test_the_switch(remote_movie: str, synthetic_store: Callable[..., Path]) -> None:
+    from tlcore.sampling.manifest import ManifestRow
+    from tlcore.training.dataset import TimelapseDataset
+
+    def rows(path: str) -> list[ManifestRow]:
+        return [ManifestRow(split="train", row=0, origin="test", path=path)]
+
+    local = str(synthetic_store(shape=(2, 1, 1, 8, 8), chunks=(1, 1, 1, 8, 8)))
+    assert TimelapseDataset(rows(remote_movie), patch_shape=(1, 4, 4)).prefetch
+    assert not TimelapseDataset(rows(local), patch_shape=(1, 4, 4)).prefetch
+    assert not TimelapseDataset(rows(remote_movie), patch_shape=(1, 4, 4), prefetch=False).prefetch
+    with pytest.raises(ValueError, match="prefetch_bytes"):
+        TimelapseDataset(rows(local), prefetch_bytes=-1)
