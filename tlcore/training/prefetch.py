@@ -98,6 +98,7 @@ class Prefetcher:
         self._current: tuple[int, int, int] | None = None  # epoch, index, batch
         self._planned = -1  # the last ordinal planned
         self._thread: threading.Thread | None = None
+        self._made = False  # a sample was made in this process (its files are open)
         self._stopped = False
         self._prefix: tuple[Any, list[Any]] | bool | None = False  # False: not built yet
         info = torch.utils.data.get_worker_info()
@@ -119,19 +120,26 @@ class Prefetcher:
         with self._cond:
             self._current = (epoch, index, batch)
             self._cond.notify_all()
-            if self._thread is None or not self._thread.is_alive():
-                self._stopped = False
-                self._thread = threading.Thread(
-                    target=self._run, name="tlcore-prefetch", daemon=True
-                )
-                self._thread.start()
+            if self._made:
+                self._ensure_thread()
         return self.ordinal(epoch, index)
 
     def done(self, ordinal: int) -> None:
-        """The sample ``ordinal`` is made: what it (and those before) needed is evicted."""
+        """The sample ``ordinal`` is made: what it (and those before) needed is evicted. The
+        thread starts after the process's first sample: that one opens the files, and the
+        thread's planning then finds them open instead of opening them a second time."""
         cache = ahead.active()
         if cache is not None:
             cache.release(ordinal, self.lane)
+        with self._cond:
+            self._made = True
+            self._ensure_thread()
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._stopped = False
+            self._thread = threading.Thread(target=self._run, name="tlcore-prefetch", daemon=True)
+            self._thread.start()
 
     def stop(self) -> None:
         """End the thread (it also ends by itself after :data:`IDLE_S` idle seconds)."""
@@ -217,6 +225,7 @@ class Prefetcher:
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             cache.release(2**62, self.lane)
+            _log.debug("prefetch thread of pid %s ends: %s", os.getpid(), cache.stats)
 
     def _reads_or_none(self, epoch: int, position: int) -> list[tuple[Any, Any]] | None:
         try:
