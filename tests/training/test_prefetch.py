@@ -161,3 +161,26 @@ def test_the_switch(remote_movie: str, synthetic_store: Callable[..., Path]) -> 
     assert not TimelapseDataset(rows(remote_movie), patch_shape=(1, 4, 4), prefetch=False).prefetch
     with pytest.raises(ValueError, match="prefetch_bytes"):
         TimelapseDataset(rows(local), prefetch_bytes=-1)
+
+
+def test_a_worker_knows_the_positions_it_makes_next() -> None:
+    from tlcore.training.prefetch import LoaderPlan, Prefetcher
+
+    class Dataset:  # what the planner reads of a dataset before it plans a sample: nothing
+        pass
+
+    # rank 1 of 2: positions 1, 3, 5, ... (index k is position 1 + 2k); batches of 2; resumed
+    # at index 2 of epoch 4; 3 workers deal batches round-robin
+    plan = LoaderPlan(batch_size=2, length=30, rank=1, replicas=2, epoch=4, skip=2)
+    ahead_ = Prefetcher(Dataset(), plan, budget=1)
+    ahead_.workers = 3
+    assert ahead_.begin(4, 3) is None  # index 1: skipped by the resume, not served
+    ordinal = ahead_.begin(4, 5)  # index 2: the first of batch 0 (indices 2, 3)
+    assert ordinal == 4 * 15 + 2
+    # the rest of batch 0, then batches 3 (indices 8, 9) and 6 (14, the last)
+    assert ahead_.upcoming() == [(4, 3), (4, 8), (4, 9), (4, 14)]
+    assert [ahead_.position(i) for _, i in ahead_.upcoming()] == [7, 17, 19, 29]
+    assert ahead_.begin(5, 1) == 5 * 15  # the next epoch: no skip, batch 0 is indices 0, 1
+    assert ahead_.upcoming()[:3] == [(5, 1), (5, 6), (5, 7)]
+    assert ahead_.begin(4, 4) is None  # not this rank's position
+    ahead_.stop()

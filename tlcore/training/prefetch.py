@@ -30,7 +30,6 @@ from typing import Any
 import torch
 
 from tlcore.io import prefetch as ahead
-from tlcore.sampling.draws import rank_positions
 
 _log = logging.getLogger("tlcore")
 
@@ -93,7 +92,9 @@ class Prefetcher:
         self.budget = int(budget)
         self.pid = os.getpid()
         self.lane = next(_lanes)
-        self._positions = rank_positions(plan.length, plan.rank, plan.replicas)
+        # This rank's positions are rank, rank + replicas, ... (rank_positions): their count
+        # is enough, no list of a long epoch in every worker.
+        self._count = -(-plan.length // max(plan.replicas, 1))
         self._cond = threading.Condition()
         self._current: tuple[int, int, int] | None = None  # epoch, index, batch
         self._planned = -1  # the last ordinal planned
@@ -106,7 +107,7 @@ class Prefetcher:
 
     # -- the worker's side ---------------------------------------------------------------------
     def ordinal(self, epoch: int, index: int) -> int:
-        return epoch * len(self._positions) + index
+        return epoch * self._count + index
 
     def begin(self, epoch: int, position: int) -> int | None:
         """The worker starts making ``position`` of ``epoch``: its ordinal (pass it to
@@ -150,10 +151,14 @@ class Prefetcher:
         if thread is not None and thread is not threading.current_thread():
             thread.join(5)
 
+    def position(self, index: int) -> int:
+        """The epoch position of this rank's ``index``-th sample."""
+        return self.plan.rank + index * max(self.plan.replicas, 1)
+
     def _index(self, position: int) -> int | None:
         rank, replicas = self.plan.rank, max(self.plan.replicas, 1)
         index, off = divmod(position - rank, replicas)
-        if off or not 0 <= index < len(self._positions):
+        if off or not 0 <= index < self._count:
             return None
         return index
 
@@ -174,9 +179,9 @@ class Prefetcher:
         b = batch
         while len(out) < MAX_AHEAD:
             start = skip + b * size
-            if start >= len(self._positions):
+            if start >= self._count:
                 break
-            stop = min(start + size, len(self._positions))
+            stop = min(start + size, self._count)
             out.extend((epoch, i) for i in range(max(start, index + 1), stop))
             b += self.workers  # the worker's next batch (the DataLoader deals them round-robin)
         return out[:MAX_AHEAD]
@@ -214,7 +219,7 @@ class Prefetcher:
                 need = min(int(per_sample * (len(inflight) + 1)), self.budget)
                 if not cache.wait_for_room(need, 0.5):
                     continue  # the worker frees room as it goes; re-check what is next
-                reads = self._reads_or_none(epoch, self._positions[index])
+                reads = self._reads_or_none(epoch, self.position(index))
                 with self._cond:
                     self._planned = max(self._planned, ordinal)
                 if reads:
