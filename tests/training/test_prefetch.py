@@ -112,10 +112,9 @@ def test_a_prefetched_chunk_is_fetched_once_and_read_from_the_cache(
     stats = ahead.active().stats  # type: ignore[union-attr]
     assert max(gets.values()) == 1, gets
     assert stats.fetched > 0 and stats.failed == 0
-    # every chunk of every sample after the first came from the cache, none went unread
+    # every chunk fetched ahead was read from the cache, none went unread (the others, the
+    # first sample's and any the thread was too late for, were read by the sample itself)
     assert stats.hits == stats.fetched and stats.evicted == 0
-    assert sum(gets.values()) == stats.fetched + (sum(gets.values()) - stats.fetched)
-    assert sum(gets.values()) - stats.fetched <= 4  # the first sample's own reads
 
 
 def test_the_cache_stays_within_its_budget(
