@@ -184,3 +184,32 @@ def test_a_worker_knows_the_positions_it_makes_next() -> None:
     assert ahead_.upcoming()[:3] == [(5, 1), (5, 6), (5, 7)]
     assert ahead_.begin(4, 4) is None  # not this rank's position
     ahead_.stop()
+
+
+def test_the_planned_boxes_are_the_samples_boxes(synthetic_store: Callable[..., Path]) -> None:
+    """The thread's copy of the pipeline, seeded as the sample is, picks the same box: here
+    MONAI's own random crop on the lazy array, as in the example configs."""
+    from monai.transforms import Compose, RandFlipd, RandSpatialCropd
+
+    from tlcore.sampling.manifest import ManifestRow
+    from tlcore.training.dataset import TimelapseDataset
+    from tlcore.training.prefetch import LoaderPlan, Prefetcher
+    from tlcore.transforms import ComputeDaskd, LoadLazyd
+
+    store = synthetic_store(shape=(4, 1, 16, 64, 64), chunks=(1, 1, 8, 32, 32))
+    pipeline = Compose([
+        LoadLazyd(keys="raw"),
+        RandSpatialCropd(keys="raw", roi_size=(8, 24, 24), random_size=False),
+        ComputeDaskd(keys="raw", dtype="float32"),
+        RandFlipd(keys="raw", prob=0.5),
+    ])  # fmt: skip
+    row = ManifestRow(split="train", row=0, origin="test", path=str(store))
+    dataset = TimelapseDataset([row], pipeline, samples_per_epoch=6, prefetch=False)
+    planner = Prefetcher(dataset, LoaderPlan(batch_size=1, length=6), budget=1)
+    for position in range(6):
+        [(reader, regions)] = planner.reads(1, position)
+        meta = dataset[(1, position)]["raw_meta"]
+        t, _, z, y, x = regions[0]
+        assert t.start == meta["timepoints"] and reader.shape == (4, 1, 16, 64, 64)
+        assert (z.start, y.start, x.start) == meta["crop_start"]
+        assert (z.stop - z.start, y.stop - y.start, x.stop - x.start) == meta["crop_size"]
