@@ -28,7 +28,7 @@ CHUNK_GET = re.compile(r"GET /[^/]+/movie\.ome\.zarr/0/c/")
 
 @pytest.fixture(scope="module")
 def remote_movie(s3_server: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> str:
-    import boto3
+    import boto3  # type: ignore[import-untyped]
     import s3fs
 
     from tlcore.testing.synthetic import write_ome_zarr
