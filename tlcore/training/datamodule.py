@@ -17,7 +17,7 @@ from lightning.pytorch import LightningDataModule
 from tlcore import vocabulary
 from tlcore.sampling.manifest import SPLITS, Columns, ManifestRow, read_manifest
 from tlcore.training.collate import collate_samples
-from tlcore.training.dataset import TimelapseDataset
+from tlcore.training.dataset import DEFAULT_PREFETCH_BYTES, TimelapseDataset
 from tlcore.training.loader import TimelapseDataLoader
 from tlcore.training.sampler import TimelapseSampler
 from tlcore.training.workers import worker_init
@@ -155,6 +155,11 @@ class RandomTimelapseDatamodule(LightningDataModule):
         on_error: ``"raise"`` or ``"skip"`` (a failed sample is replaced by a deterministic
             redraw, counted per file in :attr:`skips` and logged as the metric
             ``tlcore/skipped_samples``); see :class:`tlcore.training.dataset.TimelapseDataset`.
+        prefetch: each worker fetches the encoded chunks of its next samples while it decodes
+            the current one (remote OME-Zarr stores; :mod:`tlcore.training.prefetch`). None
+            (default): on when an image of the manifest is remote; False: off. Batches are the
+            same either way.
+        prefetch_bytes: bytes of fetched-ahead chunks each worker may hold (default 48 MiB).
         worker_timeout: seconds without a batch from the DataLoader workers before the run ends
             with :class:`tlcore.training.loader.WorkerError` instead of hanging (None: wait
             forever).
@@ -202,12 +207,16 @@ class RandomTimelapseDatamodule(LightningDataModule):
         multiprocessing_context: Any = None,
         validate: bool = True,
         on_error: str = "raise",
+        prefetch: bool | None = None,
+        prefetch_bytes: int = DEFAULT_PREFETCH_BYTES,
         worker_timeout: float | None = 600.0,
         **dataloader_kwargs: Any,
     ) -> None:
         super().__init__()
         self.validate = validate
         self.on_error = on_error
+        self.prefetch = prefetch
+        self.prefetch_bytes = prefetch_bytes
         #: samples skipped per file over the run (``on_error="skip"``), as batches arrive
         self.skips: Counter[str] = Counter()
         self.path = path
@@ -295,6 +304,8 @@ class RandomTimelapseDatamodule(LightningDataModule):
                 chunk_cache=self.chunk_cache,
                 storage_options=self.storage_options,
                 on_error=self.on_error,
+                prefetch=self.prefetch,
+                prefetch_bytes=self.prefetch_bytes,
             )
         return self.datasets[split]
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -23,6 +24,7 @@ from torch.utils.data import Dataset
 
 from tlcore import vocabulary
 from tlcore.errors import TlcoreError
+from tlcore.io.prefetch import DEFAULT_BUDGET
 from tlcore.readers import cache
 from tlcore.sampling.draws import (
     SAMPLING_MODES,
@@ -34,6 +36,10 @@ from tlcore.sampling.draws import (
 )
 from tlcore.sampling.images import image_sample_fields
 from tlcore.sampling.manifest import ManifestRow
+from tlcore.training.prefetch import LoaderPlan, Prefetcher
+
+#: Default bytes of fetched-ahead chunks each process holds (``prefetch_bytes``).
+DEFAULT_PREFETCH_BYTES = DEFAULT_BUDGET
 
 __all__ = ["SampleError", "TimelapseDataset", "default_transforms"]
 
@@ -142,6 +148,12 @@ class TimelapseDataset(Dataset[dict[str, Any]]):
             (the same outcome, since its failure repeats), with a warning.
         max_redraws: with ``"skip"``, the redraws tried before giving up with SampleError.
         drop_after: with ``"skip"``, failures after which a file is dropped in this process.
+        prefetch: fetch the encoded chunks of the samples this process makes next while it
+            decodes the current one (:mod:`tlcore.training.prefetch`; remote OME-Zarr stores).
+            None (default): on when a row's image is remote. Only timing changes, never a
+            pixel or a draw. Needs the DataLoader's plan (:meth:`set_plan`, which
+            :class:`~tlcore.training.loader.TimelapseDataLoader` calls).
+        prefetch_bytes: the bytes of fetched-ahead data each process may hold.
 
     Indexing: ``dataset[position]`` draws for the dataset's current epoch
     (:meth:`set_epoch`); ``dataset[(epoch, position)]`` for any epoch (what
@@ -173,6 +185,8 @@ class TimelapseDataset(Dataset[dict[str, Any]]):
         on_error: str = "raise",
         max_redraws: int = 16,
         drop_after: int = 3,
+        prefetch: bool | None = None,
+        prefetch_bytes: int = DEFAULT_PREFETCH_BYTES,
     ) -> None:
         if on_error not in ON_ERROR:
             raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
@@ -223,6 +237,13 @@ class TimelapseDataset(Dataset[dict[str, Any]]):
         self.epoch = 0
         self._order: tuple[int, np.ndarray] | None = None
         self._ranges: dict[int, TimeRange] = {}
+        if int(prefetch_bytes) < 0:
+            raise ValueError(f"prefetch_bytes must be >= 0, got {prefetch_bytes}")
+        self.prefetch = any(_is_remote(r) for r in self.rows) if prefetch is None else prefetch
+        self.prefetch_bytes = int(prefetch_bytes)
+        #: the DataLoader's plan (:meth:`set_plan`): which positions each worker makes next
+        self.plan: LoaderPlan | None = None
+        self._prefetcher: Prefetcher | None = None
 
     def __len__(self) -> int:
         return self.samples_per_epoch if self.samples_per_epoch is not None else len(self.rows)
@@ -234,7 +255,29 @@ class TimelapseDataset(Dataset[dict[str, Any]]):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_order"] = None
+        state["_prefetcher"] = None  # a thread of this process: each process starts its own
         return state
+
+    def set_plan(self, plan: LoaderPlan | None) -> None:
+        """The DataLoader's plan (batch size, this rank's share, a resumed epoch's skip), from
+        which each worker knows the positions it makes next (prefetch)."""
+        self.plan = plan
+        self.stop_prefetch()
+
+    def stop_prefetch(self) -> None:
+        """End this process's prefetch thread (it also ends after a few idle seconds)."""
+        found, self._prefetcher = self._prefetcher, None
+        if found is not None and found.pid == os.getpid():
+            found.stop()
+
+    def _prefetch_begin(self, epoch: int, position: int) -> tuple[Prefetcher, int] | None:
+        if not self.prefetch or self.plan is None or not self.prefetch_bytes:
+            return None
+        found = self._prefetcher
+        if found is None or found.pid != os.getpid():  # a forked child starts its own
+            found = self._prefetcher = Prefetcher(self, self.plan, self.prefetch_bytes)
+        ordinal = found.begin(epoch, position)
+        return None if ordinal is None else (found, ordinal)
 
     # -- the draw ------------------------------------------------------------------------------
     def row_at(self, epoch: int, position: int) -> int:
@@ -308,6 +351,14 @@ class TimelapseDataset(Dataset[dict[str, Any]]):
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         epoch, position = key if isinstance(key, tuple) else (self.epoch, int(key))
+        ticket = self._prefetch_begin(epoch, position)
+        try:
+            return self._get(epoch, position)
+        finally:
+            if ticket is not None:
+                ticket[0].done(ticket[1])
+
+    def _get(self, epoch: int, position: int) -> dict[str, Any]:
         if self.on_error == "raise":
             return self._make(epoch, position, 0)
         failed: list[str] = []
@@ -403,6 +454,12 @@ class TimelapseDataset(Dataset[dict[str, Any]]):
                 )
                 merged[f"{key}_meta"] = meta
         return merged
+
+
+def _is_remote(row: ManifestRow) -> bool:
+    """Whether an image of ``row`` is read over the network (a URL other than ``file://``)."""
+    paths = [row.path, *(str(getattr(i, "path", "")) for i in getattr(row, "images", {}).values())]
+    return any("://" in str(p) and not str(p).startswith("file:") for p in paths)
 
 
 def _root_cause(exc: BaseException) -> tuple[BaseException, str]:

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 
 from tlcore.errors import TlcoreError
 from tlcore.training.dataset import SampleError, TimelapseDataset
+from tlcore.training.prefetch import LoaderPlan
 from tlcore.training.sampler import TimelapseSampler
 
 
@@ -51,7 +52,28 @@ class TimelapseDataLoader(DataLoader[dict[str, Any]]):
         sampler = self._sampler()
         self._epoch = sampler.epoch
         self._batches = sampler.skip // max(self.batch_size or 1, 1)
-        batches = super().__iter__()
+        dataset = self.dataset
+        if isinstance(dataset, TimelapseDataset) and dataset.prefetch:
+            # Before the workers start (they get the dataset with it): each then knows the
+            # positions it makes next, and fetches their chunks ahead.
+            dataset.set_plan(
+                LoaderPlan(
+                    batch_size=max(self.batch_size or 1, 1),
+                    length=sampler.length,
+                    rank=sampler.rank,
+                    replicas=sampler.num_replicas,
+                    epoch=sampler.epoch,
+                    skip=sampler.skip,
+                )
+            )
+        try:
+            yield from self._batches_of(super().__iter__())
+        finally:
+            if isinstance(dataset, TimelapseDataset) and self.num_workers == 0:
+                dataset.stop_prefetch()  # the main process's thread: not left behind
+        self._epoch, self._batches = sampler.epoch, 0
+
+    def _batches_of(self, batches: Iterator[Any]) -> Iterator[Any]:
         while True:
             try:
                 batch = next(batches)
@@ -66,7 +88,6 @@ class TimelapseDataLoader(DataLoader[dict[str, Any]]):
                 raise _worker_error(exc, self) from exc
             self._batches += 1
             yield batch
-        self._epoch, self._batches = sampler.epoch, 0
 
     def state_dict(self) -> dict[str, int]:
         """``progress`` (the datamodule's view of what was trained on) wins when it has one."""

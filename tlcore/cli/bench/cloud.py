@@ -155,6 +155,7 @@ def _epoch(
     crops: int,
     roi: tuple[int, int, int],
     seed: int,
+    prefetch: bool | None = None,
 ) -> tuple[float, list[float]]:
     import pandas as pd
     from monai.transforms import Compose
@@ -177,6 +178,7 @@ def _epoch(
         seed=seed,
         num_workers=workers,
         validate=False,
+        prefetch=prefetch,
     )
     dm.setup("fit")
     started = time.perf_counter()
@@ -273,13 +275,14 @@ def run(args: argparse.Namespace) -> int:
             for latency in latencies:
                 relay = RelayProcess(endpoint, latency / 1000)
                 try:
-                    for kind, url in targets:
+                    for (kind, url), (label, ahead) in _prefetch_runs(targets, args.prefetch):
                         for w in workers if kind == "zarr" else tiff_workers:
                             before = relay.snapshot()
                             _, arrivals = _epoch(url, relay_options(relay.url), w, args.crops,
-                                                 args.crop, args.seed)  # fmt: skip
+                                                 args.crop, args.seed, ahead)  # fmt: skip
                             after = relay.snapshot()
-                            row = _row(f"S3 {kind} {latency:g} ms", w, args.crops, arrivals)
+                            row = _row(f"S3 {kind}{label} {latency:g} ms", w, args.crops,
+                                       arrivals)  # fmt: skip
                             row.gets = (after.get("GET", 0) - before.get("GET", 0)) / args.crops
                             row.heads = (after.get("HEAD", 0) - before.get("HEAD", 0)) / args.crops
                             row.kib = (
@@ -299,6 +302,19 @@ def run(args: argparse.Namespace) -> int:
     for note in notes:
         print(note)
     return 0
+
+
+def _prefetch_runs(
+    targets: list[tuple[str, str]], choice: str
+) -> list[tuple[tuple[str, str], tuple[str, bool | None]]]:
+    """Each target with each prefetch setting of ``--prefetch`` (a label for its rows)."""
+    settings: dict[str, list[tuple[str, bool | None]]] = {
+        "auto": [("", None)],
+        "on": [(" prefetch", True)],
+        "off": [(" no-prefetch", False)],
+        "both": [(" prefetch", True), (" no-prefetch", False)],
+    }
+    return [(t, s) for s in settings[choice] for t in targets]
 
 
 def _bucket(endpoint: str) -> None:
@@ -368,5 +384,12 @@ def register(
     p.add_argument("--crops", type=int, default=48, help="random crops per row")
     p.add_argument("--tiff", action="store_true", help="also rows for a tiled OME-TIFF")
     p.add_argument("--tiff-workers", default="4", help="worker counts of the TIFF rows")
+    p.add_argument(
+        "--prefetch",
+        choices=("auto", "on", "off", "both"),
+        default="auto",
+        help="fetching the next samples' chunks ahead in the S3 rows (auto: the datamodule's "
+        "default, on for remote images; both: a row with and without)",
+    )
     p.add_argument("--seed", type=int, default=7)
     p.set_defaults(func=run)

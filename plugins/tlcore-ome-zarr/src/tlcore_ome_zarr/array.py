@@ -45,6 +45,13 @@ class ZarrArrayReader(ArrayReader):
 
         return handle_for(self)
 
+    def prefetch(self, regions: Any, until: int, lane: int = 0) -> None:
+        """Fetch the encoded chunks of ``regions`` (TCZYX boxes) into the process's
+        :mod:`tlcore.io.prefetch` cache, ahead of their reads (remote stores only)."""
+        from tlcore_ome_zarr.remote import prefetch_regions
+
+        prefetch_regions(self.handle, self.native_dims, regions, until, lane)
+
     def _open(self) -> zarr.Array[Any]:
         return open_array(self.source, self.path, self.metadata)
 

@@ -17,7 +17,8 @@ are forked by default: s3fs is kept.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+import itertools
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from zarr.abc.store import ByteRequest, Store
@@ -25,6 +26,7 @@ from zarr.core.buffer import Buffer, BufferPrototype
 from zarr.storage import WrapperStore
 
 from tlcore import Source
+from tlcore.io import prefetch as ahead
 from tlcore.io.remote import RETRIES_OPTION, attempts_for, retry_async
 from tlcore.io.source import S3_CONFIG_DEFAULTS
 
@@ -57,17 +59,64 @@ class RemoteStore(WrapperStore[Store]):
     async def get(
         self, key: str, prototype: BufferPrototype, byte_range: ByteRequest | None = None
     ) -> Buffer | None:
+        cache = ahead.active()
+        if cache is not None and byte_range is None:
+            # Fetched ahead (tlcore.io.prefetch): the same bytes, without the round trip; a
+            # fetch of this object in flight is awaited instead of sending a second request.
+            found, data = await cache.lookup_async(f"{self.uri}/{key}")
+            if found:
+                return None if data is None else prototype.buffer.from_bytes(data)
+        self._no_fs_retries()
+        return await retry_async(
+            lambda: self._store.get(key, prototype, byte_range),
+            f"reading {self.uri}/{key}",
+            self.attempts,
+        )
+
+    def _no_fs_retries(self) -> None:
         fs = getattr(self._store, "fs", None)
         if getattr(fs, "retries", 1) != 1:
             # s3fs retries (its class attribute, not an option) without jitter, inside ours:
             # this filesystem instance serves chunk reads only (its options are the read
             # path's), so its own retries are turned off, in each process.
             fs.retries = 1  # type: ignore[union-attr]
-        return await retry_async(
-            lambda: self._store.get(key, prototype, byte_range),
-            f"reading {self.uri}/{key}",
-            self.attempts,
-        )
+
+    def prefetch(self, keys: Sequence[str], until: int, lane: int = 0) -> None:
+        """Fetch the whole objects ``keys`` concurrently into this process's
+        :mod:`tlcore.io.prefetch` cache, kept until sample ``until`` (of ``lane``) is done;
+        blocks until they are in. Objects held or in flight are not fetched again. One attempt
+        each: a failure only means the read makes its own request (with its retries, and its
+        error)."""
+        cache = ahead.active()
+        if cache is None:
+            return
+        claimed = [(k, f) for k in keys if (f := cache.claim(f"{self.uri}/{k}", until, lane))]
+        if not claimed:
+            return
+        from zarr.core.buffer import default_buffer_prototype
+        from zarr.core.sync import sync
+
+        proto = default_buffer_prototype()
+
+        async def one(key: str) -> None:
+            name = f"{self.uri}/{key}"
+            try:
+                found = await self._store.get(key, proto)
+            except Exception:
+                cache.fill(name, None, ok=False)
+                return
+            cache.fill(name, None if found is None else found.to_bytes())
+
+        async def every() -> None:
+            await asyncio.gather(*(one(k) for k, _ in claimed))
+
+        self._no_fs_retries()
+        try:  # zarr's event loop: the one the store's connections belong to
+            sync(every())
+        finally:
+            for key, future in claimed:  # never leave a read waiting on a fetch that died
+                if not future.done():
+                    cache.fill(f"{self.uri}/{key}", None, ok=False)
 
     async def get_partial_values(
         self, prototype: BufferPrototype, key_ranges: Iterable[tuple[str, ByteRequest | None]]
@@ -76,3 +125,28 @@ class RemoteStore(WrapperStore[Store]):
 
     def __repr__(self) -> str:
         return f"RemoteStore({self.uri!r})"
+
+
+def prefetch_regions(
+    array: Any, native_dims: str, regions: Sequence[Sequence[slice]], until: int, lane: int = 0
+) -> None:
+    """Fetch ahead the stored objects (chunks) of ``array`` (a ``zarr.Array`` over a
+    :class:`RemoteStore`) that the TCZYX ``regions`` touch; ``native_dims`` names the array's
+    axes. Nothing for a local store or a sharded array (its reads are byte ranges of a
+    shard, after its index)."""
+    store = array.store_path.store
+    if not isinstance(store, RemoteStore) or array.shards is not None:
+        return
+    dims = "TCZYX"
+    chunks, path = array.chunks, array.store_path.path
+    keys: dict[str, None] = {}
+    for region in regions:
+        by_dim = dict(zip(dims, region))
+        spans = [
+            range(by_dim[d].start // c, (by_dim[d].stop - 1) // c + 1)
+            for d, c in zip(native_dims, chunks)
+        ]
+        for coords in itertools.product(*spans):
+            key = array.metadata.encode_chunk_key(tuple(coords))
+            keys[f"{path}/{key}" if path else key] = None
+    store.prefetch(list(keys), until, lane)

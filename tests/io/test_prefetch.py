@@ -1,0 +1,95 @@
+"""The cache of fetched-ahead bytes (:mod:`tlcore.io.prefetch`): its budget, its eviction, a read
+that waits for a fetch in flight instead of sending a second request, and a fresh cache in a
+forked child."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+
+import pytest
+
+from tlcore.io import prefetch as ahead
+
+
+def _fetch(cache: ahead.AheadCache, name: str, data: bytes, until: int, lane: int = 0) -> bool:
+    future = cache.claim(name, until, lane)
+    if future is None:
+        return False
+    cache.fill(name, data)
+    return True
+
+
+def test_the_cache_keeps_to_its_budget_and_evicts_what_was_used() -> None:
+    cache = ahead.AheadCache(budget=100)
+    assert _fetch(cache, "a", b"x" * 60, until=1)
+    assert not _fetch(cache, "a", b"x" * 60, until=3)  # held: not fetched again, kept longer
+    assert _fetch(cache, "b", b"y" * 60, until=2)  # does not fit: dropped, not kept
+    assert cache.used == 60 and "b" not in cache and cache.stats.dropped == 1
+    assert cache.lookup("a") == (True, b"x" * 60)
+    assert cache.lookup("b") == (False, None)
+    cache.release(2)
+    assert "a" in cache  # needed by sample 3 too
+    cache.release(3)
+    assert len(cache) == 0 and cache.used == 0 and cache.stats.peak_bytes == 60
+    assert cache.stats.evicted == 0  # "a" was read before it was released
+    _fetch(cache, "c", b"z", until=4, lane=7)
+    cache.release(10, lane=0)  # another dataset's samples: not these
+    assert "c" in cache
+    cache.release(4, lane=7)
+    assert "c" not in cache and cache.stats.evicted == 1  # fetched, never read
+
+
+def test_an_absent_object_and_a_failed_fetch() -> None:
+    cache = ahead.AheadCache(budget=10)
+    future = cache.claim("missing", 1)
+    assert future is not None
+    cache.fill("missing", None)  # the store said: no such object
+    assert cache.lookup("missing") == (True, None)
+    future = cache.claim("broken", 1)
+    assert future is not None
+    cache.fill("broken", None, ok=False)  # the fetch failed: the read makes its own request
+    assert cache.lookup("broken") == (False, None) and cache.stats.failed == 1
+    assert future.done()
+
+
+def test_a_read_waits_for_the_fetch_in_flight() -> None:
+    cache = ahead.AheadCache()
+    assert cache.claim("k", 1) is not None
+    threading.Timer(0.2, cache.fill, ("k", b"data")).start()
+    assert cache.lookup("k") == (True, b"data")
+    assert cache.claim("j", 1) is not None
+    threading.Timer(0.2, cache.fill, ("j", b"more")).start()
+    assert asyncio.run(cache.lookup_async("j")) == (True, b"more")
+    assert cache.stats.waited == 2 and cache.stats.hits == 2
+
+
+def test_room_is_waited_for() -> None:
+    cache = ahead.AheadCache(budget=10)
+    _fetch(cache, "a", b"x" * 8, until=1)
+    assert not cache.wait_for_room(5, 0.05)
+    threading.Timer(0.1, cache.release, (1,)).start()
+    started = time.monotonic()
+    assert cache.wait_for_room(5, 5)
+    assert time.monotonic() - started < 4
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork only")
+def test_a_forked_child_has_no_cache() -> None:
+    cache = ahead.install(1000)
+    try:
+        assert cache.claim("pending", 1) is not None  # a fetch in flight at fork time
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: nothing inherited, a fresh cache on demand
+            ok = ahead.active() is None and ahead.install(5).budget == 5
+            os.write(write, b"1" if ok else b"0")
+            os._exit(0)
+        os.waitpid(pid, 0)
+        assert os.read(read, 1) == b"1"
+        assert ahead.active() is cache
+    finally:
+        cache.fill("pending", None, ok=False)
+        ahead.uninstall()
