@@ -69,11 +69,27 @@ def _pipeline_prefix(transforms: Any) -> tuple[Any, list[Any]] | None:
     at = next((i for i, t in enumerate(steps) if isinstance(t, ComputeDaskd)), None)
     if at is None or at == 0:
         return None
+    unknown = [t for t in steps[:at] if not _draws_privately(t)]
+    if unknown:
+        # A transform of unknown origin may draw from numpy's or Python's global random
+        # state: running it ahead, in another thread, would change the real sample's draws.
+        _log.info("prefetch: %s before ComputeDaskd is not a MONAI or tlcore transform and "
+                  "may use a global random state; nothing is fetched ahead", type(unknown[0]))  # fmt: skip
+        return None
     private = copy.deepcopy(transforms)
     for step in private.transforms:
         if isinstance(step, LoadLazyd):
             step.guard = False  # the real pipeline checks itself; the copy runs a prefix
     return private, list(private.transforms[:at])
+
+
+def _draws_privately(transform: Any) -> bool:
+    """Whether running ``transform`` leaves every global random state alone: MONAI's and
+    tlcore's transforms draw only from their own ``R`` (set by ``set_random_state``)."""
+    kind = type(transform)
+    if kind.__name__ in {"Lambda", "Lambdad", "RandLambda", "RandLambdad"}:
+        return False  # runs a user's function
+    return kind.__module__.split(".")[0] in {"monai", "tlcore"}
 
 
 class Prefetcher:
