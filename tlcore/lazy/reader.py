@@ -248,10 +248,16 @@ def as_dask(reader: ArrayReader, chunks: Sequence[int] | None = None) -> da.Arra
     """Wrap ``reader`` in a dask array, chunked like the storage (or as ``chunks`` says).
 
     Nothing is read: dask is given the dtype and an empty meta array, so it never probes the
-    reader.
+    reader. The first call installs :func:`tlcore.lazy.daskopt.optimize` as dask's array
+    optimisation (unless one is set), so a plain ``.compute()`` of a crop of this array is one
+    region read of ``reader``, as :func:`tlcore.compute` does.
     """
     import dask.array as da
     from dask.base import tokenize
+
+    from tlcore.lazy.daskopt import install
+
+    install()
 
     return da.from_array(
         reader,

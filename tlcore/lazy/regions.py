@@ -321,9 +321,14 @@ class ReaderView:
             return np.stack(parts) if np.ndim(positions) else parts[0]
 
     def to_dask(self) -> da.Array:
-        """This view as a dask array (nothing read), chunked like the storage."""
+        """This view as a dask array (nothing read), chunked like the storage; a plain
+        ``.compute()`` of a crop of it is one region read (:mod:`tlcore.lazy.daskopt`)."""
         import dask.array as da
         from dask.base import tokenize
+
+        from tlcore.lazy.daskopt import install
+
+        install()
 
         return da.from_array(
             self,

@@ -1,0 +1,179 @@
+"""A plain dask ``.compute()`` of a crop reads it as one region, as :func:`tlcore.compute` does.
+
+Users and other libraries crop a reader's dask array with numpy indexing and compute it:
+``image.data[t, c, z0:z1, y0:y1, x0:x1].compute()``. Left to dask, that is one task per
+storage chunk the crop touches, each reading its whole chunk (dask does not fuse a slice into
+``from_array``'s getter when ``fancy=False``), then a slice of each: on strip TIFFs 20x the
+crop's bytes and a dozen reads where one would do.
+
+:func:`optimize` is a dask array optimisation (dask's public ``array_optimize`` setting) that
+:func:`tlcore.lazy.reader.as_dask` installs the first time it builds an array, unless an
+``array_optimize`` is already set. When the keys being computed are every block of a slice
+chain over one :func:`~tlcore.lazy.reader.as_dask` array (or one sample's
+:class:`~tlcore.lazy.regions.ReaderView`), the graph becomes one task that reads the crop as
+one region (:func:`tlcore.lazy.compute.region_of_blocks`, the same planning as
+:func:`tlcore.compute`) and one task per output block that takes its part of that array, so
+the result keeps the chunks dask declared. Every other graph (arithmetic, ``map_blocks``,
+``rechunk``, ``da.stack``, arrays not built by ``as_dask``), and crops over
+:data:`FUSE_MAX_BYTES`, get dask's own optimisation, unchanged.
+
+``TLCORE_DIRECT_READ=0`` turns it off along with :func:`tlcore.compute`'s fast path;
+``dask.config.set(array_optimize=...)`` replaces it (``False``: no optimisation at all).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from tlcore.lazy.compute import direct_read_enabled, region_of_blocks
+from tlcore.lazy.regions import RegionRead
+
+__all__ = ["FUSE_MAX_BYTES", "install", "optimize"]
+
+#: Crops up to this many bytes read as one region. A larger compute (a whole timepoint) keeps
+#: one dask task per chunk, so dask's threads decode its chunks side by side.
+FUSE_MAX_BYTES = 64 * 2**20
+
+_install_lock = threading.Lock()
+
+
+def install() -> None:
+    """Make :func:`optimize` dask's array optimisation, unless one is already set (by the
+    user, or earlier by this function). Idempotent; cheap after the first call."""
+    import dask
+
+    if "array_optimize" in dask.config.config:
+        return
+    with _install_lock:
+        if "array_optimize" not in dask.config.config:
+            dask.config.set(array_optimize=optimize)
+
+
+def optimize(dsk: Any, keys: Any, **kwargs: Any) -> Any:
+    """dask's ``array_optimize``: the one-region graph of :func:`fused_graph` when there is
+    one, else ``dask.array.optimization.optimize(dsk, keys, **kwargs)``."""
+    fused = fused_graph(dsk, keys) if direct_read_enabled() else None
+    if fused is not None:
+        return fused
+    from dask.array.optimization import optimize as dask_optimize
+
+    return dask_optimize(dsk, keys, **kwargs)
+
+
+def fused_graph(dsk: Any, keys: Any) -> dict[Any, Any] | None:
+    """A low-level graph computing ``keys`` with one region read per output array, or None
+    when some output is not a slice chain over one reader (or is over :data:`FUSE_MAX_BYTES`).
+
+    ``keys`` are the output array's blocks (``persist``), or, for ``compute``, the key of
+    dask's finalize task that gathers them: that task is kept as it is, and the blocks it
+    depends on are planned instead.
+    """
+    if not hasattr(dsk, "layers"):
+        return None
+    graph: dict[Any, Any] = {}
+    by_name: dict[str, set[tuple[int, ...]]] = {}
+    for key in _flat(keys):
+        if _is_block(key):
+            by_name.setdefault(key[0], set()).add(tuple(key[1:]))
+            continue
+        task = _finalize_task(dsk, key)
+        dependencies = getattr(task, "dependencies", None)
+        if task is None or not dependencies:
+            return None
+        graph[key] = task
+        for dep in dependencies:
+            if not _is_block(dep):
+                return None
+            by_name.setdefault(dep[0], set()).add(tuple(dep[1:]))
+    if not by_name:
+        return None
+    for name, blocks in by_name.items():
+        found = region_of_blocks(dsk, name, blocks)
+        if found is None:
+            return None
+        region, chunks = found
+        if _region_bytes(region) > FUSE_MAX_BYTES:
+            return None
+        graph.update(_tasks(name, region, chunks))
+    return graph
+
+
+def _is_block(key: Any) -> bool:
+    return (
+        isinstance(key, tuple)
+        and bool(key)
+        and isinstance(key[0], str)
+        and all(isinstance(i, int) for i in key[1:])
+    )
+
+
+def _finalize_task(dsk: Any, key: Any) -> Any:
+    """The task of ``key`` when it sits alone in its own layer (dask's finalize step of a
+    ``compute``), else None."""
+    if not isinstance(key, str):
+        return None
+    layer = dsk.layers.get(key)
+    mapping = getattr(layer, "mapping", None)
+    if mapping is None or len(mapping) != 1 or key not in mapping:
+        return None
+    return mapping[key]
+
+
+def _flat(keys: Any) -> Iterator[Any]:
+    if isinstance(keys, list):
+        for k in keys:
+            yield from _flat(k)
+    else:
+        yield keys
+
+
+def _region_bytes(region: RegionRead) -> int:
+    itemsize = int(region.reader.dtype.itemsize)
+    return sum(math.prod(s.stop - s.start for s in r) for r in region.regions) * itemsize
+
+
+class ReadRegion:
+    """A task: ``region.read()`` (picklable; the reader reopens its file where it runs)."""
+
+    def __init__(self, region: RegionRead) -> None:
+        self.region = region
+
+    def __call__(self) -> np.ndarray:
+        return self.region.read()
+
+    def __repr__(self) -> str:
+        return f"ReadRegion({self.region.reader!r}, {self.region.regions!r})"
+
+
+class TakeBlock:
+    """A task: one output block of the array a :class:`ReadRegion` read (a view of it)."""
+
+    def __init__(self, index: tuple[slice, ...]) -> None:
+        self.index = index
+
+    def __call__(self, whole: np.ndarray) -> np.ndarray:
+        return whole[self.index]
+
+    def __repr__(self) -> str:
+        return f"TakeBlock({self.index!r})"
+
+
+def _tasks(
+    name: str, region: RegionRead, chunks: tuple[tuple[int, ...], ...]
+) -> dict[Any, Any]:
+    """Legacy-format tasks (dask's documented graph spec): the read, then each block."""
+    blocks = math.prod(len(c) for c in chunks)
+    if blocks == 1:
+        return {(name, *(0,) * len(chunks)): (ReadRegion(region),)}
+    read_key = f"tlcore-read-{name}"
+    graph: dict[Any, Any] = {read_key: (ReadRegion(region),)}
+    starts = [np.concatenate([[0], np.cumsum(c)]).tolist() for c in chunks]
+    for block in np.ndindex(*(len(c) for c in chunks)):
+        index = tuple(slice(int(s[b]), int(s[b + 1])) for s, b in zip(starts, block))
+        graph[(name, *block)] = (TakeBlock(index), read_key)
+    return graph
