@@ -2,7 +2,7 @@
 outside MONAI) compute a dask array.
 
 The fast path: a dask array that is a chain of indexing steps (basic slices, integers, one
-channel list per step) over a single :func:`tlcore.lazy.reader.as_dask` array, or over one sample's
+channel list per step) over a single :func:`tlcore.lazy.as_dask` array, or over one sample's
 :class:`tlcore.lazy.regions.ReaderView` (what :class:`tlcore.LoadLazyd` builds), is read as *one*
 region through the plugin's :class:`~tlcore.lazy.reader.ArrayReader`, instead of one dask task per
 storage chunk. The reader then decodes every touched chunk in one call (for local zarr
@@ -207,7 +207,7 @@ def find_region(value: Any) -> RegionRead | None:
 
     ``value`` qualifies when it is a dask array made of indexing steps (slices, integers, one
     integer list per step, as :class:`tlcore.LoadLazyd`, the crops and MONAI's spatial crops
-    produce) over one array from :func:`tlcore.lazy.reader.as_dask`. The region is the bounding box
+    produce) over one array from :func:`tlcore.lazy.as_dask`. The region is the bounding box
     of what the chunks of ``value`` select; the answer is checked against ``value``'s own
     chunk grid, so a graph this function misreads yields None, not wrong pixels. Costs only
     the chunks ``value`` touches, never the chunk count of the whole array.
@@ -244,8 +244,8 @@ def region_of_blocks(
     ``graph``, with the chunk sizes those blocks have, or None.
 
     What :func:`find_region` does for an array, for a graph and its output keys (what a dask
-    optimisation receives, see :mod:`tlcore.lazy.daskopt`): None unless the blocks are every
-    block of a slice chain over one :func:`~tlcore.lazy.reader.as_dask` array (or
+    optimisation receives, see :mod:`tlcore.lazy.daskarray`): None unless the blocks are every
+    block of a slice chain over one :func:`~tlcore.lazy.daskarray.as_dask` array (or
     :class:`~tlcore.lazy.regions.ReaderView`), and together select a non-empty product of
     per-axis positions.
     """

@@ -322,13 +322,10 @@ class ReaderView:
 
     def to_dask(self) -> da.Array:
         """This view as a dask array (nothing read), chunked like the storage; a plain
-        ``.compute()`` of a crop of it is one region read (:mod:`tlcore.lazy.daskopt`)."""
+        ``.compute()`` of a crop of it is one region read where :func:`tlcore.lazy.as_dask`
+        has run in the process (it installs :mod:`tlcore.lazy.daskarray`'s optimisation)."""
         import dask.array as da
         from dask.base import tokenize
-
-        from tlcore.lazy.daskopt import install
-
-        install()
 
         return da.from_array(
             self,

@@ -1,4 +1,5 @@
-"""A plain dask ``.compute()`` of a crop reads it as one region, as :func:`tlcore.compute` does.
+"""The dask array every reader builds on (:func:`as_dask`), and the dask optimisation that makes
+a plain ``.compute()`` of a crop of it one region read, as :func:`tlcore.compute` does.
 
 Users and other libraries crop a reader's dask array with numpy indexing and compute it:
 ``image.data[t, c, z0:z1, y0:y1, x0:x1].compute()``. Left to dask, that is one task per
@@ -7,9 +8,9 @@ storage chunk the crop touches, each reading its whole chunk (dask does not fuse
 crop's bytes and a dozen reads where one would do.
 
 :func:`optimize` is a dask array optimisation (dask's public ``array_optimize`` setting) that
-:func:`tlcore.lazy.reader.as_dask` installs the first time it builds an array, unless an
+:func:`as_dask` installs the first time it builds an array in a process, unless an
 ``array_optimize`` is already set. When the keys being computed are every block of a slice
-chain over one :func:`~tlcore.lazy.reader.as_dask` array (or one sample's
+chain over one :func:`as_dask` array (or one sample's
 :class:`~tlcore.lazy.regions.ReaderView`), the graph becomes one task that reads the crop as
 one region (:func:`tlcore.lazy.compute.region_of_blocks`, the same planning as
 :func:`tlcore.compute`) and one task per output block that takes its part of that array, so
@@ -25,21 +26,50 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tlcore.lazy.compute import direct_read_enabled, region_of_blocks
+from tlcore.lazy.reader import ArrayReader
 from tlcore.lazy.regions import RegionRead
 
-__all__ = ["FUSE_MAX_BYTES", "install", "optimize"]
+if TYPE_CHECKING:
+    import dask.array as da
+
+__all__ = ["FUSE_MAX_BYTES", "as_dask", "install", "optimize"]
 
 #: Crops up to this many bytes read as one region. A larger compute (a whole timepoint) keeps
 #: one dask task per chunk, so dask's threads decode its chunks side by side.
 FUSE_MAX_BYTES = 64 * 2**20
 
 _install_lock = threading.Lock()
+
+
+def as_dask(reader: ArrayReader, chunks: Sequence[int] | None = None) -> da.Array:
+    r"""Wrap ``reader`` in a dask array, chunked like the storage (or as ``chunks`` says).
+
+    Nothing is read: dask is given the dtype and an empty meta array, so it never probes the
+    reader. The reader is inlined into each task instead of being one shared graph key, so the
+    per-crop cost does not grow with the number of chunks (see NOTES on ``inline_array``).
+    The first call in a process :func:`install`\ s :func:`optimize`: a plain ``.compute()`` of
+    a crop of this array is then one region read of ``reader``.
+    """
+    import dask.array as da
+    from dask.base import tokenize
+
+    install()
+    return da.from_array(
+        reader,
+        chunks=tuple(chunks) if chunks is not None else reader.chunks,
+        name=f"tlcore-{tokenize(reader)}",
+        inline_array=True,
+        fancy=False,
+        lock=False,
+        asarray=False,
+        meta=np.empty((0,) * reader.ndim, dtype=reader.dtype),
+    )
 
 
 def install() -> None:
@@ -134,7 +164,7 @@ def _flat(keys: Any) -> Iterator[Any]:
 
 def _region_bytes(region: RegionRead) -> int:
     itemsize = int(region.reader.dtype.itemsize)
-    return sum(math.prod(s.stop - s.start for s in r) for r in region.regions) * itemsize
+    return int(sum(math.prod(s.stop - s.start for s in r) for r in region.regions) * itemsize)
 
 
 class ReadRegion:
@@ -163,9 +193,7 @@ class TakeBlock:
         return f"TakeBlock({self.index!r})"
 
 
-def _tasks(
-    name: str, region: RegionRead, chunks: tuple[tuple[int, ...], ...]
-) -> dict[Any, Any]:
+def _tasks(name: str, region: RegionRead, chunks: tuple[tuple[int, ...], ...]) -> dict[Any, Any]:
     """Legacy-format tasks (dask's documented graph spec): the read, then each block."""
     blocks = math.prod(len(c) for c in chunks)
     if blocks == 1:
