@@ -217,3 +217,20 @@ def test_switches_give_dasks_chunk_by_chunk_reads(
         got, regions, _ = _reads(crop.compute)
     assert regions == 80 and np.array_equal(got, want)
     assert dask.config.get("array_optimize") is daskarray.optimize
+
+
+def test_store_and_to_delayed(strips: tuple[Any, np.ndarray]) -> None:
+    data, pixels = strips
+    crop = data[0, 1, 2:10, 3:31, 5:25]
+    target = np.zeros(crop.shape, crop.dtype)
+    da.store(crop, target)
+    assert np.array_equal(target, pixels[0, 1, 2:10, 3:31, 5:25])
+    blocks = crop.to_delayed()
+    assert np.array_equal(blocks[1, 2, 0].compute(), crop.blocks[1, 2, 0].compute())
+
+
+def test_graphs_without_a_reader_are_left_to_dask() -> None:
+    x = da.arange(1000, chunks=100)[3:250]
+    assert daskarray.fused_graph(x.__dask_graph__(), x.__dask_keys__()) is None
+    assert daskarray.optimize(x.__dask_graph__(), x.__dask_keys__())  # dask's own
+    assert np.array_equal(x.compute(), np.arange(1000)[3:250])

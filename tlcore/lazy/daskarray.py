@@ -33,16 +33,19 @@ import numpy as np
 
 from tlcore.lazy.compute import direct_read_enabled, region_of_blocks
 from tlcore.lazy.reader import ArrayReader
-from tlcore.lazy.regions import RegionRead
+from tlcore.lazy.regions import ReaderView, RegionRead
 
 if TYPE_CHECKING:
     import dask.array as da
 
-__all__ = ["FUSE_MAX_BYTES", "as_dask", "install", "optimize"]
+__all__ = ["FUSE_MAX_BLOCKS", "FUSE_MAX_BYTES", "as_dask", "fused_graph", "install", "optimize"]
 
 #: Crops up to this many bytes read as one region. A larger compute (a whole timepoint) keeps
 #: one dask task per chunk, so dask's threads decode its chunks side by side.
 FUSE_MAX_BYTES = 64 * 2**20
+
+#: Outputs of more blocks than this are left to dask: planning replays every block's indexing.
+FUSE_MAX_BLOCKS = 4096
 
 _install_lock = threading.Lock()
 
@@ -103,8 +106,9 @@ def fused_graph(dsk: Any, keys: Any) -> dict[Any, Any] | None:
     dask's finalize task that gathers them: that task is kept as it is, and the blocks it
     depends on are planned instead.
     """
-    if not hasattr(dsk, "layers"):
-        return None
+    layers = getattr(dsk, "layers", None)
+    if layers is None or not any(_is_tlcore_layer(layer) for layer in layers.values()):
+        return None  # not ours: costs one look per layer
     graph: dict[Any, Any] = {}
     by_name: dict[str, set[tuple[int, ...]]] = {}
     for key in _flat(keys):
@@ -120,7 +124,7 @@ def fused_graph(dsk: Any, keys: Any) -> dict[Any, Any] | None:
             if not _is_block(dep):
                 return None
             by_name.setdefault(dep[0], set()).add(tuple(dep[1:]))
-    if not by_name:
+    if not by_name or sum(len(b) for b in by_name.values()) > FUSE_MAX_BLOCKS:
         return None
     for name, blocks in by_name.items():
         found = region_of_blocks(dsk, name, blocks)
@@ -131,6 +135,12 @@ def fused_graph(dsk: Any, keys: Any) -> dict[Any, Any] | None:
             return None
         graph.update(_tasks(name, region, chunks))
     return graph
+
+
+def _is_tlcore_layer(layer: Any) -> bool:
+    """Whether ``layer`` is the chunks of :func:`as_dask` (or of a ReaderView's ``to_dask``)."""
+    indices = getattr(layer, "indices", None)
+    return bool(indices) and isinstance(indices[0][0], (ArrayReader, ReaderView))
 
 
 def _is_block(key: Any) -> bool:
