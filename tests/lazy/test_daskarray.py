@@ -71,6 +71,7 @@ def test_a_plain_compute_of_a_crop_is_one_read_of_the_crop(tiff: tuple[Any, np.n
         got, regions, nbytes = _reads(lambda: crop.compute(scheduler=scheduler))  # noqa: B023
         assert got.dtype == np.uint16 and np.array_equal(got, pixels[1, 2, 2:11, 5:37, 3:30])
         assert regions == 1 and nbytes == got.nbytes
+        assert got.flags.owndata and got.flags.writeable  # as dask's own result: a fresh array
     assert crop.chunks == ((1, 3, 3, 2), (3, 8, 8, 8, 5), (5, 8, 8, 6))  # dask's own grid
 
 

@@ -103,43 +103,55 @@ def fused_graph(dsk: Any, keys: Any) -> dict[Any, Any] | None:
     when some output is not a slice chain over one reader (or is over :data:`FUSE_MAX_BYTES`).
 
     ``keys`` are the output array's blocks (``persist``), or, for ``compute``, the key of
-    dask's finalize task that gathers them: that task is kept as it is, and the blocks it
-    depends on are planned instead.
+    dask's finalize task that gathers them. The blocks are planned; a finalize task that only
+    concatenates one array's blocks (``dask.array``'s own) becomes the read itself, any other
+    is kept as it is, over one task per block.
     """
+    from dask.array.core import finalize
+
     layers = getattr(dsk, "layers", None)
     if layers is None or not any(_is_tlcore_layer(layer) for layer in layers.values()):
         return None  # not ours: costs one look per layer
-    graph: dict[Any, Any] = {}
+    finals: dict[Any, tuple[Any, str | None]] = {}  # key: (task, the one array it concatenates)
     by_name: dict[str, set[tuple[int, ...]]] = {}
+    wanted: set[str] = set()  # arrays whose blocks are asked for themselves
     for key in _flat(keys):
         if _is_block(key):
             by_name.setdefault(key[0], set()).add(tuple(key[1:]))
+            wanted.add(key[0])
             continue
         task = _finalize_task(dsk, key)
         dependencies = getattr(task, "dependencies", None)
-        if task is None or not dependencies:
+        if task is None or not dependencies or not all(_is_block(d) for d in dependencies):
             return None
-        graph[key] = task
+        names = {dep[0] for dep in dependencies}
+        concatenates = getattr(task, "func", None) is finalize and len(names) == 1
+        finals[key] = (task, next(iter(names)) if concatenates else None)
+        wanted.update(() if concatenates else names)
         for dep in dependencies:
-            if not _is_block(dep):
-                return None
             by_name.setdefault(dep[0], set()).add(tuple(dep[1:]))
     if not by_name or sum(len(b) for b in by_name.values()) > FUSE_MAX_BLOCKS:
         return None
+    regions: dict[str, RegionRead] = {}
+    graph: dict[Any, Any] = {}
     for name, blocks in by_name.items():
         found = region_of_blocks(dsk, name, blocks)
         if found is None:
             return None
-        region, chunks = found
-        if _region_bytes(region) > FUSE_MAX_BYTES:
+        regions[name], chunks = found
+        if _region_bytes(regions[name]) > FUSE_MAX_BYTES:
             return None
-        graph.update(_tasks(name, region, chunks))
+        if name in wanted:
+            graph.update(_tasks(name, regions[name], chunks))
+    for key, (task, whole) in finals.items():
+        # dask's finalize of every block is the whole array: read it, a fresh copy as dask's
+        graph[key] = task if whole is None else (ReadRegion(regions[whole], fresh=True),)
     return graph
 
 
 def _is_tlcore_layer(layer: Any) -> bool:
     """Whether ``layer`` is the chunks of :func:`as_dask` (or of a ReaderView's ``to_dask``)."""
-    indices = getattr(layer, "indices", None)
+    indices: Any = getattr(layer, "indices", None)
     return bool(indices) and isinstance(indices[0][0], (ArrayReader, ReaderView))
 
 
@@ -178,13 +190,17 @@ def _region_bytes(region: RegionRead) -> int:
 
 
 class ReadRegion:
-    """A task: ``region.read()`` (picklable; the reader reopens its file where it runs)."""
+    """A task: ``region.read()`` (picklable; the reader reopens its file where it runs).
+    ``fresh``: an array that owns its memory (a copy when the read gave a view), as dask's
+    finalize hands out, so that writing to it never reaches a reader's buffers."""
 
-    def __init__(self, region: RegionRead) -> None:
+    def __init__(self, region: RegionRead, fresh: bool = False) -> None:
         self.region = region
+        self.fresh = fresh
 
     def __call__(self) -> np.ndarray:
-        return self.region.read()
+        out = self.region.read()
+        return out.copy() if self.fresh and not out.flags.owndata else out
 
     def __repr__(self) -> str:
         return f"ReadRegion({self.region.reader!r}, {self.region.regions!r})"
