@@ -19,6 +19,7 @@ import tlcore
 from tlcore.lazy import as_dask, daskarray, read_stats, reader_of
 from tlcore.lazy.compute import compute, find_region
 from tlcore.lazy.daskarray import ReadRegion
+from tlcore.lazy.regions import ReaderView
 
 SHAPE = (2, 3, 12, 40, 36)  # T, C, Z, Y, X
 CHUNKS = (1, 1, 3, 8, 8)
@@ -235,3 +236,20 @@ def test_graphs_without_a_reader_are_left_to_dask() -> None:
     assert daskarray.fused_graph(x.__dask_graph__(), x.__dask_keys__()) is None
     assert daskarray.optimize(x.__dask_graph__(), x.__dask_keys__())  # dask's own
     assert np.array_equal(x.compute(), np.arange(1000)[3:250])
+
+
+def test_a_samples_view_computes_a_crop_in_one_read(strips: tuple[Any, np.ndarray]) -> None:
+    """What LoadLazyd builds (a ReaderView's dask array, several timepoints folded into C, cast
+    to float32): a plain compute of a crop of it is tlcore.compute's reads too (here two: the
+    unselected channel between channels 0 and 2 is whole stored planes, not read)."""
+    data, pixels = strips
+    reader = reader_of(data)
+    assert reader is not None
+    view = ReaderView(reader, [0, 1], [0, 2], dtype="float32").to_dask()
+    crop = view[:, 2:9, 5:30, 4:33]
+    got, regions, _ = _reads(crop.compute)
+    want = pixels[:, [0, 2], 2:9, 5:30, 4:33].reshape(4, 7, 25, 29).astype("float32")
+    assert got.dtype == np.float32 and np.array_equal(got, want)
+    planned = find_region(crop)
+    assert planned is not None and regions == len(planned.regions) == 2
+    assert crop.npartitions > 2  # dask alone: one read per chunk
