@@ -3,20 +3,21 @@ a plain ``.compute()`` of a crop of it one region read, as :func:`tlcore.compute
 
 Users and other libraries crop a reader's dask array with numpy indexing and compute it:
 ``image.data[t, c, z0:z1, y0:y1, x0:x1].compute()``. Left to dask, that is one task per
-storage chunk the crop touches, each reading its whole chunk (dask does not fuse a slice into
-``from_array``'s getter when ``fancy=False``), then a slice of each: on strip TIFFs 20x the
-crop's bytes and a dozen reads where one would do.
+storage chunk the crop touches, each reading its whole chunk (dask 2026.8 never fuses a slice
+into ``from_array``'s getter when ``fancy=False``, which a reader needs), then a slice of each:
+on strip TIFFs 20x the crop's bytes and a dozen reads where one would do.
 
 :func:`optimize` is a dask array optimisation (dask's public ``array_optimize`` setting) that
 :func:`as_dask` installs the first time it builds an array in a process, unless an
 ``array_optimize`` is already set. When the keys being computed are every block of a slice
 chain over one :func:`as_dask` array (or one sample's
-:class:`~tlcore.lazy.regions.ReaderView`), the graph becomes one task that reads the crop as
-one region (:func:`tlcore.lazy.compute.region_of_blocks`, the same planning as
-:func:`tlcore.compute`) and one task per output block that takes its part of that array, so
-the result keeps the chunks dask declared. Every other graph (arithmetic, ``map_blocks``,
-``rechunk``, ``da.stack``, arrays not built by ``as_dask``), and crops over
-:data:`FUSE_MAX_BYTES`, get dask's own optimisation, unchanged.
+:class:`~tlcore.lazy.regions.ReaderView`), the crop is read as one region
+(:func:`tlcore.lazy.compute.region_of_blocks`, the same planning as :func:`tlcore.compute`): for
+``compute``, one task in place of dask's finalize step; for ``persist``, the read plus one task
+per output block taking its part, so the result keeps the chunks dask declared. Every other
+graph (arithmetic, ``map_blocks``, ``rechunk``, ``da.stack``, arrays not built by
+``as_dask``), and crops over :data:`FUSE_MAX_BYTES` or :data:`FUSE_MAX_BLOCKS`, get dask's own
+optimisation, unchanged.
 
 ``TLCORE_DIRECT_READ=0`` turns it off along with :func:`tlcore.compute`'s fast path;
 ``dask.config.set(array_optimize=...)`` replaces it (``False``: no optimisation at all).
