@@ -1,8 +1,9 @@
 """The plugin author's toolkit: a lazy TCZYX array over stored pixels, and reading it at the
 decompression floor.
 
-* :mod:`~tlcore.lazy.reader`: :class:`ArrayReader` (what a plugin subclasses) and
-  :func:`as_dask` (the dask array every reader builds on);
+* :mod:`~tlcore.lazy.reader`: :class:`ArrayReader` (what a plugin subclasses);
+* :mod:`~tlcore.lazy.daskarray`: :func:`as_dask` (the dask array every reader builds on), and
+  the dask optimisation that reads a plain ``.compute()`` of its crops as one region;
 * :mod:`~tlcore.lazy.regions`: selections turned into the fewest region reads, and
   :class:`~tlcore.lazy.regions.ReaderView`, one sample's view of a reader;
 * :mod:`~tlcore.lazy.array`: :class:`~tlcore.lazy.array.LazyArray`, a sample's dask array that
@@ -17,11 +18,11 @@ Nothing here imports torch, MONAI or a format library.
 
 from __future__ import annotations
 
+from tlcore.lazy.daskarray import as_dask
 from tlcore.lazy.reader import (
     ArrayReader,
     ReadStats,
     Region,
-    as_dask,
     expand_index,
     read_stats,
     reader_of,

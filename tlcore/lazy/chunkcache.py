@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tlcore.lazy.reader import ArrayReader, Region, as_dask, reader_of
+from tlcore.lazy.daskarray import as_dask
+from tlcore.lazy.reader import ArrayReader, Region, reader_of
 
 if TYPE_CHECKING:
     import dask.array as da

@@ -2,7 +2,7 @@
 outside MONAI) compute a dask array.
 
 The fast path: a dask array that is a chain of indexing steps (basic slices, integers, one
-channel list per step) over a single :func:`tlcore.lazy.reader.as_dask` array, or over one sample's
+channel list per step) over a single :func:`tlcore.lazy.as_dask` array, or over one sample's
 :class:`tlcore.lazy.regions.ReaderView` (what :class:`tlcore.LoadLazyd` builds), is read as *one*
 region through the plugin's :class:`~tlcore.lazy.reader.ArrayReader`, instead of one dask task per
 storage chunk. The reader then decodes every touched chunk in one call (for local zarr
@@ -22,9 +22,10 @@ rule it out when a result looks wrong).
 from __future__ import annotations
 
 import itertools
+import math
 import operator
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -32,7 +33,7 @@ import numpy as np
 from tlcore.lazy.reader import ArrayReader, expand_index
 from tlcore.lazy.regions import NotAProduct, ReaderView, RegionRead, Selection, plan
 
-__all__ = ["RegionRead", "compute", "direct_read_enabled", "find_region"]
+__all__ = ["RegionRead", "compute", "direct_read_enabled", "find_region", "region_of_blocks"]
 
 #: Environment switch: "0", "false", "no" or "off" computes everything through dask.
 DIRECT_READ_ENV = "TLCORE_DIRECT_READ"
@@ -206,7 +207,7 @@ def find_region(value: Any) -> RegionRead | None:
 
     ``value`` qualifies when it is a dask array made of indexing steps (slices, integers, one
     integer list per step, as :class:`tlcore.LoadLazyd`, the crops and MONAI's spatial crops
-    produce) over one array from :func:`tlcore.lazy.reader.as_dask`. The region is the bounding box
+    produce) over one array from :func:`tlcore.lazy.as_dask`. The region is the bounding box
     of what the chunks of ``value`` select; the answer is checked against ``value``'s own
     chunk grid, so a graph this function misreads yields None, not wrong pixels. Costs only
     the chunks ``value`` touches, never the chunk count of the whole array.
@@ -225,43 +226,86 @@ def _plan(value: Any) -> RegionRead:
         raise _NotARegion
     if any(np.isnan(c) for dim in value.chunks for c in dim):
         raise _NotARegion
-    base, reader, slices = _base_layer(graph)
-    if np.dtype(value.dtype) != reader.dtype:
+    blocks = itertools.product(*(range(len(c)) for c in value.chunks))
+    region, chunks = _plan_blocks(graph, value.name, blocks)
+    # The replay's block sizes against the array's own chunk grid: a graph misread here
+    # gives None (dask computes it), never wrong pixels.
+    if chunks != tuple(tuple(int(n) for n in c) for c in value.chunks):
         raise _NotARegion
+    if np.dtype(value.dtype) != region.dtype:
+        raise _NotARegion
+    return region
+
+
+def region_of_blocks(
+    graph: Any, name: str, blocks: Iterable[tuple[int, ...]]
+) -> tuple[RegionRead, tuple[tuple[int, ...], ...]] | None:
+    """The one-region read giving the blocks ``blocks`` of the dask array ``name`` in
+    ``graph``, with the chunk sizes those blocks have, or None.
+
+    What :func:`find_region` does for an array, for a graph and its output keys (what a dask
+    optimisation receives, see :mod:`tlcore.lazy.daskarray`): None unless the blocks are every
+    block of a slice chain over one :func:`~tlcore.lazy.daskarray.as_dask` array (or
+    :class:`~tlcore.lazy.regions.ReaderView`), and together select a non-empty product of
+    per-axis positions.
+    """
+    try:
+        return _plan_blocks(graph, name, blocks)
+    except _NotARegion:
+        return None
+    except (IndexError, KeyError, TypeError, ValueError, AttributeError):
+        return None  # an unexpected graph shape: dask knows how to compute it
+
+
+def _plan_blocks(
+    graph: Any, name: str, blocks: Iterable[tuple[int, ...]]
+) -> tuple[RegionRead, tuple[tuple[int, ...], ...]]:
+    if not hasattr(graph, "layers"):
+        raise _NotARegion
+    base, reader, slices = _base_layer(graph)
     replay = _Replay(graph, base, reader, slices)
-    chunks: Sequence[tuple[int, ...]] = value.chunks
     kinds: list[bool] | None = None  # per base axis: True when fixed to one integer
     fixed: list[int | None] = []
-    pieces: list[dict[int, range | tuple[int, ...]]] = [{} for _ in chunks]
-    for block in itertools.product(*(range(len(c)) for c in chunks)):
-        positions = replay.value((value.name, *block))
+    pieces: list[dict[int, range | tuple[int, ...]]] = []
+    seen = 0
+    for block in set(blocks):
+        seen += 1
+        positions = replay.value((name, *block))
         if not isinstance(positions, _Positions) or len(positions.axes) != reader.ndim:
             raise _NotARegion
         these = [isinstance(a, int) for a in positions.axes]
         ints = [a if isinstance(a, int) else None for a in positions.axes]
         if kinds is None:
             kinds, fixed = these, ints
+            pieces = [{} for _ in block]
         elif these != kinds or ints != fixed:
             raise _NotARegion  # e.g. several timepoints concatenated
         arrays = [a for a in positions.axes if not isinstance(a, int)]
-        if len(arrays) != len(chunks):
+        if len(arrays) != len(block) or len(block) != len(pieces):
             raise _NotARegion
         for k, (b, chosen) in enumerate(zip(block, arrays)):
-            if len(chosen) != chunks[k][b]:
-                raise _NotARegion
             if pieces[k].setdefault(b, chosen) != chosen:
                 raise _NotARegion  # not a product of per-axis selections
-    assert kinds is not None
+    if kinds is None:
+        raise _NotARegion
+    # Every block of the grid, each axis's blocks numbered 0..n-1: the whole array.
+    if any(sorted(p) != list(range(len(p))) for p in pieces):
+        raise _NotARegion
+    if seen != math.prod(len(p) for p in pieces):
+        raise _NotARegion
+    chunks = tuple(tuple(len(p[b]) for b in range(len(p))) for p in pieces)
+    shape = tuple(sum(c) for c in chunks)
+    if any(n == 0 for n in shape):
+        raise _NotARegion
     joined = iter([_joined([p[b] for b in range(len(p))]) for p in pieces])
     axes: list[Selection] = [at if is_int and at is not None else next(joined)
                              for is_int, at in zip(kinds, fixed)]  # fmt: skip
-    shape = tuple(int(n) for n in value.shape)
     if isinstance(reader, ReaderView):
         try:
-            return reader.plan(axes, shape)
+            return reader.plan(axes, shape), chunks
         except NotAProduct:
             raise _NotARegion from None
-    return plan(reader, axes, shape)
+    return plan(reader, axes, shape), chunks
 
 
 def _joined(pieces: list[range | tuple[int, ...]]) -> range | np.ndarray:

@@ -1,11 +1,10 @@
-"""Building blocks for a reader's lazy array: a picklable TCZYX window onto stored pixels, and
-the dask array built on it.
+"""Building blocks for a reader's lazy array: a picklable TCZYX window onto stored pixels.
 
 A plugin subclasses :class:`ArrayReader` (say how to open the native array and how to read one
-region) and calls :func:`as_dask`. That gives, for free, what the ``open_lazy`` contract asks:
-TCZYX order, metadata-only opening, pickling without open handles, and a dask graph whose
-per-crop cost does not grow with the number of chunks (the reader is inlined into each task
-instead of being one shared graph key; see NOTES on ``inline_array``).
+region) and calls :func:`tlcore.lazy.as_dask` (in :mod:`tlcore.lazy.daskarray`, which also
+makes a plain dask ``.compute()`` of a crop one region read). That gives, for free, what the
+``open_lazy`` contract asks: TCZYX order, metadata-only opening, pickling without open
+handles, and a dask graph whose per-crop cost does not grow with the number of chunks.
 """
 
 from __future__ import annotations
@@ -15,12 +14,9 @@ import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-
-if TYPE_CHECKING:
-    import dask.array as da
 
 Region = tuple[slice, slice, slice, slice, slice]
 
@@ -228,8 +224,9 @@ def split_index(key: Any, shape: tuple[int, ...]) -> tuple[tuple[slice, ...], tu
 
 def reader_of(array: Any) -> ArrayReader | None:
     """The :class:`ArrayReader` behind ``array`` when ``array`` is exactly what
-    :func:`as_dask` built (the whole reader, nothing applied since), else None. Costs the same
-    whatever the number of chunks: the graph's one layer is looked at, not its tasks."""
+    :func:`~tlcore.lazy.daskarray.as_dask` built (the whole reader, nothing applied since), else
+    None. Costs the same whatever the number of chunks: the graph's one layer is looked at, not
+    its tasks."""
     from dask.blockwise import Blockwise
 
     layers = getattr(getattr(array, "dask", None), "layers", None)
@@ -242,24 +239,3 @@ def reader_of(array: Any) -> ArrayReader | None:
     if not isinstance(reader, ArrayReader) or tuple(array.shape) != reader.shape:
         return None
     return reader
-
-
-def as_dask(reader: ArrayReader, chunks: Sequence[int] | None = None) -> da.Array:
-    """Wrap ``reader`` in a dask array, chunked like the storage (or as ``chunks`` says).
-
-    Nothing is read: dask is given the dtype and an empty meta array, so it never probes the
-    reader.
-    """
-    import dask.array as da
-    from dask.base import tokenize
-
-    return da.from_array(
-        reader,
-        chunks=tuple(chunks) if chunks is not None else reader.chunks,
-        name=f"tlcore-{tokenize(reader)}",
-        inline_array=True,
-        fancy=False,
-        lock=False,
-        asarray=False,
-        meta=np.empty((0,) * reader.ndim, dtype=reader.dtype),
-    )

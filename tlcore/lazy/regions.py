@@ -321,7 +321,9 @@ class ReaderView:
             return np.stack(parts) if np.ndim(positions) else parts[0]
 
     def to_dask(self) -> da.Array:
-        """This view as a dask array (nothing read), chunked like the storage."""
+        """This view as a dask array (nothing read), chunked like the storage; a plain
+        ``.compute()`` of a crop of it is one region read where :func:`tlcore.lazy.as_dask`
+        has run in the process (it installs :mod:`tlcore.lazy.daskarray`'s optimisation)."""
         import dask.array as da
         from dask.base import tokenize
 

@@ -55,7 +55,7 @@ def first_task(data: Any) -> Any:
 
 
 def array_reader(data: Any) -> ArrayReader | None:
-    """The :class:`ArrayReader` a dask array built with :func:`tlcore.lazy.reader.as_dask` reads
+    """The :class:`ArrayReader` a dask array built with :func:`tlcore.lazy.daskarray.as_dask` reads
     through, or None (the plugin built its array another way)."""
     try:
         return _find_reader(first_task(data))
