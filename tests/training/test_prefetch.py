@@ -213,3 +213,26 @@ def test_the_planned_boxes_are_the_samples_boxes(synthetic_store: Callable[..., 
         assert t.start == meta["timepoints"] and reader.shape == (4, 1, 16, 64, 64)
         assert (z.start, y.start, x.start) == meta["crop_start"]
         assert (z.stop - z.start, y.stop - y.start, x.stop - x.start) == meta["crop_size"]
+
+
+def test_a_pipeline_with_a_users_transform_before_the_read_is_not_planned() -> None:
+    """A transform tlcore does not know may draw from numpy's global random state: running it
+    ahead in another thread would change the real sample's draws, so nothing is planned."""
+    import numpy as np
+    from monai.transforms import Compose, Lambdad, RandSpatialCropd
+
+    from tlcore.training.prefetch import _pipeline_prefix
+    from tlcore.transforms import ComputeDaskd, LoadLazyd
+
+    class Jitter:
+        def __call__(self, data: dict[str, Any]) -> dict[str, Any]:
+            return {**data, "shift": np.random.randint(4)}
+
+    crop = RandSpatialCropd(keys="raw", roi_size=(8, 24, 24), random_size=False)
+    known = Compose([LoadLazyd(keys="raw"), crop, ComputeDaskd(keys="raw")])
+    assert _pipeline_prefix(known) is not None
+    for user in (Jitter(), Lambdad(keys="raw", func=lambda x: x)):
+        steps = [LoadLazyd(keys="raw"), user, crop, ComputeDaskd(keys="raw")]
+        assert _pipeline_prefix(Compose(steps)) is None
+    after = Compose([LoadLazyd(keys="raw"), crop, ComputeDaskd(keys="raw"), Jitter()])
+    assert _pipeline_prefix(after) is not None  # only the steps before the read run ahead
