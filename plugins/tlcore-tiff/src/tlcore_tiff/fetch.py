@@ -17,25 +17,30 @@ from typing import Any
 
 #: Gaps up to this many bytes are always bridged (an IFD between two pages' tiles).
 FREE_GAP = 4 * 1024
-#: Bytes fetched at most this many times the bytes needed (the issue's bound is 3x).
-MAX_OVERREAD = 2.0
+#: Bytes fetched at most this many times the bytes needed (the issue's bound is 3x; response
+#: headers and the IFDs bridged for free come on top).
+MAX_OVERREAD = 2.5
 #: A merged request is not grown past this many bytes (requests run concurrently).
-MAX_REQUEST = 8 * 1024 * 1024
+MAX_REQUEST = 16 * 1024 * 1024
 
 
 def plan_requests(
     ranges: list[tuple[int, int]],
     *,
-    free_gap: int = FREE_GAP,
-    max_overread: float = MAX_OVERREAD,
-    max_request: int = MAX_REQUEST,
+    free_gap: int | None = None,
+    max_overread: float | None = None,
+    max_request: int | None = None,
 ) -> list[tuple[int, int]]:
     """The (start, end) requests that cover ``ranges`` (offset, length), sorted.
 
     Overlapping and touching ranges always become one request; other gaps are bridged smallest
     first while the total stays within ``max_overread`` times the needed bytes and a request
-    within ``max_request`` bytes (gaps up to ``free_gap`` bytes are bridged regardless).
+    within ``max_request`` bytes (gaps up to ``free_gap`` bytes are bridged regardless); each
+    defaults to the module's constant of that name.
     """
+    free_gap = FREE_GAP if free_gap is None else free_gap
+    max_overread = MAX_OVERREAD if max_overread is None else max_overread
+    max_request = MAX_REQUEST if max_request is None else max_request
     spans: list[list[int]] = []
     for start, end in sorted((off, off + n) for off, n in ranges if n > 0):
         if spans and start <= spans[-1][1]:
