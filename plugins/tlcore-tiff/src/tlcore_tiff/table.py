@@ -174,7 +174,7 @@ class PageTable:
         self.codec: Codec | None = found if isinstance(found, Codec) else None
         self.unsupported: str | None = found if isinstance(found, str) else None
         # no dtype: tifffile cannot type the samples; the codec is None and its decoder raises
-        self.file_dtype = np.dtype(kf.dtype or "u1").newbyteorder(byteorder)
+        self.file_dtype = np.dtype(kf.dtype or "u1").newbyteorder(byteorder)  # type: ignore[arg-type]
         self.height, self.width = int(kf.imagelength), int(kf.imagewidth)
         self.samples = int(kf.samplesperpixel)
         self.planar = self.samples > 1 and int(kf.planarconfig) == 2
