@@ -303,14 +303,16 @@ class PageTable:
         array = np.frombuffer(data, dtype, count=usable // dtype.itemsize)
         if array.size > size:  # codecs may return more than the segment holds
             array = array[:size]
-        array = array.astype(dtype.newbyteorder("="), copy=True)
+        # native byte order; no copy where it already is (the caller copies into the crop)
+        array = array.astype(dtype.newbyteorder("="), copy=False)
         if codec.predictor != 1:
             if array.size != size:
                 raise ValueError(f"segment of {array.size} samples, expected {size}")
             contig = 1 if self.planar else self.samples
             width = self.tile[1] if self.tiled else self.width
             shaped = array.reshape(-1, width, contig)
-            found: np.ndarray = _decoder(PREDICTORS[codec.predictor])(shaped, axis=-2, out=shaped)
+            # into a new array: the decoded bytes may be read-only
+            found: np.ndarray = _decoder(PREDICTORS[codec.predictor])(shaped, axis=-2)
             return found
         return array
 
