@@ -150,7 +150,109 @@ def test_a_remote_tiled_tiff_crop_fetches_its_tiles_in_one_call(
     sent = _delta(relay.snapshot(), before)
     assert np.array_equal(crop, data[1, :, 1:5, 40:90, 10:60])
     assert sent.get("HEAD", 0) == 0
-    # 4 planes x 2 x 2 tiles, in one concurrent call, ranges closer than MERGE_GAP merged (these
-    # small tiles and the IFDs between pages are all that close): no IFD read, no 50 MiB block
+    # 4 planes x 2 x 2 tiles, in one concurrent call, gaps bridged within the overread budget
+    # (these small tiles and the IFDs between pages are that close): no IFD read, no 50 MiB block
     assert 1 <= sent["GET"] <= 16, "\n".join(relay.lines[n:])
     assert tiles <= sent["bytes_down"] <= 3 * tiles  # the issue's bound
+
+
+def test_an_unpickled_tiff_reader_reads_its_tiles_without_parsing_the_file(
+    s3_server: dict[str, Any], s3_new_bucket: str, relay: Relay, tmp_path: Path
+) -> None:
+    """What a DataLoader worker gets: the reader's pickled state carries the level's tile
+    offsets and codec (plain values: imagecodecs decodes, no TiffFile), so its first crop costs
+    exactly the requests the same crop costs a reader that has the file open (no header, no IFD
+    read)."""
+    pytest.importorskip("tlcore_tiff")
+    import pickle
+
+    import s3fs
+    import tifffile
+
+    from tlcore_tiff.array import TiffArrayReader
+    from tlcore_tiff.meta import file_meta
+
+    rng = np.random.default_rng(1)
+    data = rng.integers(0, 400, (3, 2, 5, 96, 96)).astype(np.uint16)
+    local = tmp_path / "w.ome.tif"
+    tifffile.imwrite(local, data, ome=True, tile=(32, 32), compression="zlib",
+                     metadata={"axes": "TCZYX"})  # fmt: skip
+    s3fs.S3FileSystem(**s3_server).put_file(str(local), f"{s3_new_bucket}/w.ome.tif")
+    source = Source.from_any(f"s3://{s3_new_bucket}/w.ome.tif", relay.options(s3_server))
+    parent = TiffArrayReader(source, "ome", file_meta(source, "ome").scenes[0], 0)
+    parent.read((0, slice(None), slice(0, 1), slice(0, 8), slice(0, 8)))  # the parent's open
+    box = (2, slice(None), slice(1, 4), slice(20, 70), slice(40, 90))
+
+    def cost(reader: TiffArrayReader) -> tuple[dict[str, int], np.ndarray]:
+        before = relay.snapshot()
+        crop = reader.read(box)
+        return _delta(relay.snapshot(), before), crop
+
+    warm, expected = cost(parent)
+    blob = pickle.dumps(parent)
+    worker = pickle.loads(blob)
+    assert worker._handle is None  # no handle travels: the worker opens its own channel
+    assert worker.table.codec is not None  # imagecodecs decodes: no TiffFile in the worker
+    first, crop = cost(worker)
+    assert np.array_equal(expected, data[2, :, 1:4, 20:70, 40:90])
+    assert np.array_equal(crop, expected)
+    assert first.get("HEAD", 0) == 0
+    assert first["GET"] == warm["GET"] > 0, (first, warm)
+    # the same ranges: only the response headers (dates, request ids) may differ
+    assert abs(first["bytes_down"] - warm["bytes_down"]) <= 64 * first["GET"], (first, warm)
+    assert len(blob) < 64 * 1024  # 30 pages x 9 tiles of offsets, no OME-XML
+
+
+def _forked_crop(url: str, options: dict[str, Any], box: tuple[Any, ...], conn: Any) -> None:
+    from tlcore.readers.cache import open_cached
+
+    try:
+        image = open_cached(url, 0, 0, options)  # the cache of opened images is empty here
+        # synchronous: the threads of dask's default pool do not survive the fork
+        conn.send(np.asarray(image.data[box].compute(scheduler="synchronous")))
+    except BaseException as exc:  # reported, not lost, by the parent
+        conn.send(repr(exc))
+
+
+def test_a_tiff_worker_forked_after_the_parent_opened_it_parses_no_ifd(
+    s3_server: dict[str, Any], s3_new_bucket: str, relay: Relay, tmp_path: Path
+) -> None:
+    """A DataLoader worker forked from a process that opened the file (the datamodule's
+    validation does) opens the image again, but the parsed file (its page tables) comes from
+    the inherited metadata cache: a few small requests (header, size), no IFD walk."""
+    pytest.importorskip("tlcore_tiff")
+    import multiprocessing as mp
+
+    import s3fs
+    import tifffile
+
+    from tlcore.readers.cache import open_cached
+
+    rng = np.random.default_rng(2)
+    # 16 pages of ~128 KiB: walking their IFDs would cost a request per page
+    data = rng.integers(0, 60000, (2, 1, 8, 256, 256)).astype(np.uint16)
+    local = tmp_path / "f.ome.tif"
+    tifffile.imwrite(local, data, ome=True, tile=(128, 128), compression="zlib",
+                     metadata={"axes": "TCZYX"})  # fmt: skip
+    s3fs.S3FileSystem(**s3_server).put_file(str(local), f"{s3_new_bucket}/f.ome.tif")
+    url, options = f"s3://{s3_new_bucket}/f.ome.tif", relay.options(s3_server)
+    box = (1, slice(None), slice(2, 6), slice(100, 160), slice(30, 90))
+    image = open_cached(url, 0, 0, options)  # the parent's open: parses every IFD
+    before = relay.snapshot()
+    np.testing.assert_array_equal(image.data[box].compute(), data[box])
+    warm = _delta(relay.snapshot(), before)
+
+    ctx = mp.get_context("fork")
+    parent_end, child_end = ctx.Pipe()
+    before = relay.snapshot()
+    child = ctx.Process(target=_forked_crop, args=(url, options, box, child_end))
+    child.start()
+    got = parent_end.recv() if parent_end.poll(60) else "no answer in 60 s"
+    child.join(10)
+    sent = _delta(relay.snapshot(), before)
+    assert not isinstance(got, str), got
+    np.testing.assert_array_equal(got, data[box])
+    assert warm["GET"] > 0 and warm.get("HEAD", 0) == 0
+    # the crop's GETs plus the reopen's header reads and size lookups: far fewer than 16 IFDs
+    extra = sent["GET"] + sent.get("HEAD", 0) - warm["GET"]
+    assert 0 <= extra <= 6, (sent, warm)

@@ -254,3 +254,8 @@ def writers() -> dict[str, Callable[[Path], Sample]]:
 @pytest.fixture
 def tifffile_reference_factory() -> Callable[..., Callable[[], np.ndarray]]:
     return tifffile_reference
+
+
+@pytest.fixture
+def to_tczyx() -> Callable[..., np.ndarray]:
+    return tczyx

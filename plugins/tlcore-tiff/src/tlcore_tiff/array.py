@@ -2,16 +2,15 @@
 
 A region becomes, per page it touches (one timepoint, channel and plane), either one range read
 of the rows it spans (uncompressed contiguous pages: ``os.pread`` locally, an HTTP range
-request remotely) or the read and decode of the strips or tiles it overlaps, with tifffile's own
-segment decoder. So a crop of one plane never decodes another plane, and a crop of a tiled page
-decodes only its tiles.
+request remotely) or the read and decode of the strips or tiles it overlaps (imagecodecs'
+codecs chosen from the level's :class:`~tlcore_tiff.table.PageTable`, or tifffile's own segment
+decoder where the table cannot decode the level). So a crop of one plane never decodes another
+plane, and a crop of a tiled page decodes only its tiles.
 """
 
 from __future__ import annotations
 
-import bisect
 import os
-import threading
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -20,13 +19,11 @@ import numpy as np
 
 from tlcore import ReaderError, Source
 from tlcore.lazy import ArrayReader, Region
+from tlcore_tiff.fetch import fetch_ranges
 from tlcore_tiff.layout import Layout
 from tlcore_tiff.meta import SceneMeta
-from tlcore_tiff.opening import OpenTiff
-
-#: Remote byte ranges this close (bytes, and at most the mean range length apart) are fetched
-#: as one request.
-MERGE_GAP = 32 * 1024
+from tlcore_tiff.opening import OpenTiff, fsspec_filesystem
+from tlcore_tiff.table import PageTable
 
 _Ranges = list[tuple[int, int]]
 _Finish = Callable[[list[bytes]], np.ndarray]
@@ -35,8 +32,10 @@ _Finish = Callable[[list[bytes]], np.ndarray]
 class TiffArrayReader(ArrayReader):
     """TCZYX view of level ``level`` of the scene described by ``meta``.
 
-    Holds only plain values (the source, scene and level, the axis layout), so it pickles small;
-    the file is reopened, read-only, on the first read in each process.
+    Holds plain values (the source, scene and level, the axis layout, the level's
+    :class:`~tlcore_tiff.table.PageTable`), so it pickles without handles; the file is reopened,
+    read-only, on the first read in each process, and where the table's codec is supported that
+    reopening reads nothing (no IFD is parsed again).
     """
 
     def __init__(self, source: Source, mode: str, meta: SceneMeta, level: int) -> None:
@@ -50,13 +49,18 @@ class TiffArrayReader(ArrayReader):
         self.level = level
         self.layout: Layout = meta.layout
         self.ome = meta.kind == "ome"
+        # The level's parsed structure travels with the reader (pickled or forked), so a
+        # DataLoader worker's first crop costs its tile requests, not a parse of the IFDs.
+        self.table: PageTable = meta.tables[level]
 
     def identity(self) -> tuple[Any, ...]:
         return (self.source.key, self.mode, self.series, self.level)
 
     def _open(self) -> PageReader:
         try:
-            return PageReader(self.source, self.ome, self.series, self.level, self._where())
+            return PageReader(
+                self.source, self.ome, self.series, self.level, self.table, self._where()
+            )
         except Exception as exc:  # the file changed or vanished since it was opened lazily
             raise ReaderError(
                 f"{self._where()}: cannot reopen the file for reading: {type(exc).__name__}: {exc}"
@@ -67,8 +71,8 @@ class TiffArrayReader(ArrayReader):
 
     def _read(self, handle: PageReader, region: Region) -> np.ndarray:
         if handle.pid != os.getpid():
-            # Inherited through fork: the TiffFile's file position would be shared with the
-            # parent, so this process opens its own.
+            # Inherited through fork: the parent's connections (and a fallback TiffFile's file
+            # position) must not be shared, so this process opens its own channel.
             handle = self._handle = self._open()
         rt, rc, rz, ry, rx = region
         out = np.zeros(tuple(s.stop - s.start for s in region), dtype=self.dtype)
@@ -104,45 +108,56 @@ class TiffArrayReader(ArrayReader):
         return out
 
 
-def _close(opened: OpenTiff, fd: int | None) -> None:
-    opened.close()
+def _close(opened: OpenTiff | None, fd: int | None) -> None:
+    if opened is not None:
+        opened.close()
     if fd is not None:
         os.close(fd)
 
 
 class PageReader:
-    """One process's open handle on a series level: the TiffFile (for page lookups and the
-    segment decoder) plus a positional-read channel for pixel bytes."""
+    """One process's read channel on a series level: positional reads of a local file, or range
+    requests remotely (all of a crop's in one :func:`~tlcore_tiff.fetch.fetch_ranges` call),
+    planned from the level's :class:`~tlcore_tiff.table.PageTable` (offsets and byte counts of
+    every tile or strip, parsed once in the process that opened the image).
 
-    def __init__(self, source: Source, ome: bool, series: int, level: int, where: str) -> None:
+    Where the table's codec is supported, opening it reads nothing (no TiffFile, no IFD) and
+    segments are decoded with imagecodecs. Otherwise (``table.codec`` is None) the file is
+    opened with tifffile once per process and its keyframe's public ``decode`` is used.
+    """
+
+    def __init__(
+        self, source: Source, ome: bool, series: int, level: int, table: PageTable, where: str
+    ) -> None:
         self.where = where
         self.uri = source.uri
         self.pid = os.getpid()
-        opened = OpenTiff(source, ome=ome)
+        self.table = table
         self._fd: int | None = None
+        self._fs: Any = None
+        opened: OpenTiff | None = None
+        self._tiff_decode: Any = None
         try:
-            tf = opened.tf
-            self.series = tf.series[series].levels[level]
-            self.keyframe = self.series.keyframe
+            if table.codec is None:
+                opened = OpenTiff(source, ome=ome)
+                self._tiff_decode = opened.tf.series[series].levels[level].keyframe.decode
+                self._fs = opened.fs
             if source.is_local:
                 self._fd = os.open(source.uri, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+            elif self._fs is None:
+                self._fs = fsspec_filesystem(source)
         except BaseException:
-            opened.close()
+            if opened is not None:
+                opened.close()
             raise
-        self._fs = opened.fs
         self._finalizer = weakref.finalize(self, _close, opened, self._fd)
-        self._lock = threading.RLock()  # tifffile's page cache and file position
-        kf = self.keyframe
-        self.file_dtype = kf.dtype.newbyteorder(tf.byteorder)
-        self.height, self.width = int(kf.imagelength), int(kf.imagewidth)
-        self.samples = int(kf.samplesperpixel)
-        self.planar = self.samples > 1 and kf.planarconfig == 2
-        self.final = bool(kf.is_final)
-        offset = self.series.dataoffset
-        self.contiguous_offset = int(offset) if offset is not None and self.final else None
-        self.page_bytes = int(kf.nbytes)
-        self.decode = kf.decode
-        self.jpegheader = getattr(kf, "jpegheader", None)
+        self.file_dtype = table.file_dtype
+        self.height, self.width = table.height, table.width
+        self.samples = table.samples
+        self.planar = table.planar
+        self.final = table.final
+        self.contiguous_offset = table.contiguous_offset
+        self.page_bytes = table.page_bytes
 
     # -- bytes -------------------------------------------------------------------------------
     def _read_ranges(self, ranges: list[tuple[int, int]]) -> list[bytes]:
@@ -150,9 +165,9 @@ class PageReader:
         if not ranges:
             return []
         if self._fd is not None:
-            chunks = [os.pread(self._fd, n, off) for off, n in ranges]
+            chunks: list[Any] = [os.pread(self._fd, n, off) for off, n in ranges]
         else:
-            chunks = self._fetch_merged(ranges)
+            chunks = fetch_ranges(self._fs, self.uri, ranges)
         for (off, n), data in zip(ranges, chunks):
             if isinstance(data, BaseException):
                 raise data
@@ -163,38 +178,7 @@ class PageReader:
                 )
         return [bytes(d) for d in chunks]
 
-    def _fetch_merged(self, ranges: list[tuple[int, int]]) -> list[Any]:
-        """The bytes of each range from one concurrent ``cat_ranges`` call, ranges closer than
-        :data:`MERGE_GAP` (and than their mean length) merged into one request: neighbouring
-        tiles of a row, strips of consecutive pages with only an IFD between them. A request
-        costs far more than the few bytes between them."""
-        from fsspec.utils import merge_offset_ranges
-
-        spans = sorted({(off, off + n) for off, n in ranges})
-        _, starts, ends = merge_offset_ranges(
-            [self.uri] * len(spans),
-            [a for a, _ in spans],
-            [b for _, b in spans],
-            # never a gap above the mean range: small tiles are not merged across larger gaps
-            max_gap=min(MERGE_GAP, sum(b - a for a, b in spans) // len(spans)),
-            sort=False,
-        )
-        blocks = list(self._fs.cat_ranges([self.uri] * len(starts), starts, ends))
-        out: list[Any] = []
-        for off, n in ranges:
-            i = bisect.bisect_right(starts, off) - 1
-            block = blocks[i]
-            if isinstance(block, BaseException):
-                out.append(block)
-            else:
-                out.append(block[off - starts[i] : off - starts[i] + n])
-        return out
-
     # -- pages -------------------------------------------------------------------------------
-    def _page(self, index: int) -> Any:
-        with self._lock:
-            return self.series._getitem(index)
-
     def read(self, index: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         """Rows y0:y1, columns x0:x1 of page ``index`` as (rows, columns, samples)."""
         return self.read_many([(index, y0, y1, x0, x1)])[0]
@@ -215,13 +199,13 @@ class PageReader:
         turn their bytes into the block."""
         if self.contiguous_offset is not None:
             return self._plan_rows(self.contiguous_offset + index * self.page_bytes, y0, y1, x0, x1)
-        page = self._page(index)
-        if page is None:  # a plane the OME-XML lists but the file does not hold: zeros
+        table = self.table
+        if not table.present[index]:  # a plane the OME-XML lists but the file lacks: zeros
             shape = (y1 - y0, x1 - x0, self.samples)
             return [], lambda _: np.zeros(shape, self.file_dtype.newbyteorder("="))
-        if self.final and page.is_contiguous:
-            return self._plan_rows(int(page.dataoffsets[0]), y0, y1, x0, x1)
-        return self._plan_segments(page, y0, y1, x0, x1)
+        if self.final and table.contiguous[index]:
+            return self._plan_rows(int(table.offsets[index, 0]), y0, y1, x0, x1)
+        return self._plan_segments(index, y0, y1, x0, x1)
 
     def _plan_rows(self, base: int, y0: int, y1: int, x0: int, x1: int) -> tuple[_Ranges, _Finish]:
         item = self.file_dtype.itemsize
@@ -243,40 +227,34 @@ class PageReader:
         ranges = [(base + s * plane + y0 * row, (y1 - y0) * row) for s in range(self.samples)]
         return ranges, planes
 
-    def _segments(self, y0: int, y1: int, x0: int, x1: int) -> list[int]:
-        """Indices of the strips or tiles that overlap rows y0:y1 and columns x0:x1."""
-        kf = self.keyframe
-        separate = self.samples if self.planar else 1
-        if kf.is_tiled:
-            th, tw = int(kf.tilelength), int(kf.tilewidth)
-            across = -(-self.width // tw)
-            down = -(-self.height // th)
-            return [
-                (s * down + ty) * across + tx
-                for s in range(separate)
-                for ty in range(y0 // th, (y1 - 1) // th + 1)
-                for tx in range(x0 // tw, (x1 - 1) // tw + 1)
-            ]
-        rps = max(1, min(int(kf.rowsperstrip), self.height))
-        strips = -(-self.height // rps)
-        return [
-            s * strips + sy for s in range(separate) for sy in range(y0 // rps, (y1 - 1) // rps + 1)
-        ]
-
     def _plan_segments(
-        self, page: Any, y0: int, y1: int, x0: int, x1: int
+        self, page: int, y0: int, y1: int, x0: int, x1: int
     ) -> tuple[_Ranges, _Finish]:
-        indices = self._segments(y0, y1, x0, x1)
-        offsets, counts = page.dataoffsets, page.databytecounts
+        indices = self.table.segments(y0, y1, x0, x1)
+        offsets, counts = self.table.offsets[page], self.table.counts[page]
         wanted = [i for i in indices if counts[i] > 0]
         ranges = [(int(offsets[i]), int(counts[i])) for i in wanted]
         return ranges, lambda parts: self._decode_segments(
             page, indices, dict(zip(wanted, parts)), y0, y1, x0, x1
         )
 
+    def _segment(self, page: int, index: int, data: bytes) -> np.ndarray:
+        """Segment ``index`` of ``page`` decoded, as (rows, columns, samples) of the image."""
+        if self._tiff_decode is None:
+            return self.table.decode(data, index, page)
+        segment, _, _ = self._tiff_decode(
+            data,
+            index,
+            jpegtables=self.table.jpegtables.get(page),
+            jpegheader=self.table.jpegheader,
+        )
+        _, _, _, rows, cols = self.table.position(index)
+        found: np.ndarray = segment[0][:rows, :cols]  # (length, width, samples) of a 2-D page
+        return found
+
     def _decode_segments(
         self,
-        page: Any,
+        page: int,
         indices: list[int],
         datas: dict[int, bytes],
         y0: int,
@@ -287,27 +265,20 @@ class PageReader:
         separate = self.samples if self.planar else 1
         contig = 1 if self.planar else self.samples
         out = np.zeros((separate, y1 - y0, x1 - x0, contig), self.file_dtype.newbyteorder("="))
-        jpegtables = getattr(page, "jpegtables", None)
         for i in indices:
-            data = datas.get(i)
-            segment, (s, _, sy, sx, _), _shape = self.decode(
-                data, i, jpegtables=jpegtables, jpegheader=self.jpegheader
-            )
-            if segment is None:  # an empty strip or tile: tifffile's nodata value
-                fill = self.keyframe.nodata
-                seg_h, seg_w = _shape[1], _shape[2]
-                ya, yb = max(y0, sy), min(y1, sy + seg_h)
-                xa, xb = max(x0, sx), min(x1, sx + seg_w)
-                if ya < yb and xa < xb:
-                    out[s, ya - y0 : yb - y0, xa - x0 : xb - x0] = fill
+            s, sy, sx, rows, cols = self.table.position(i)
+            ya, yb = max(y0, sy), min(y1, sy + rows)
+            xa, xb = max(x0, sx), min(x1, sx + cols)
+            if ya >= yb or xa >= xb:
                 continue
-            segment = segment[0]  # (length, width, samples) of a 2-D page
-            ya, yb = max(y0, sy), min(y1, sy + segment.shape[0], self.height)
-            xa, xb = max(x0, sx), min(x1, sx + segment.shape[1], self.width)
-            if ya < yb and xa < xb:
-                out[s, ya - y0 : yb - y0, xa - x0 : xb - x0] = segment[
-                    ya - sy : yb - sy, xa - sx : xb - sx
-                ]
+            data = datas.get(i)
+            if data is None:  # an empty strip or tile (byte count 0): tifffile's nodata value
+                out[s, ya - y0 : yb - y0, xa - x0 : xb - x0] = self.table.nodata
+                continue
+            segment = self._segment(page, i, data)
+            out[s, ya - y0 : yb - y0, xa - x0 : xb - x0] = segment[
+                ya - sy : yb - sy, xa - sx : xb - sx
+            ]
         if self.planar:
             return np.moveaxis(out[..., 0], 0, -1)
         block: np.ndarray = out[0]

@@ -198,7 +198,7 @@ def check_data(series: Any, file_size: int) -> None:
             end = max(end, int(offset) + int(level.nbytes))
             continue
         for k in range(len(level)):
-            page = level._getitem(k)
+            page = level[k]
             if page is None:
                 continue
             for off, count in zip(page.dataoffsets, page.databytecounts):

@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import tifffile
@@ -39,6 +39,7 @@ from tlcore_tiff.layout import (
 )
 from tlcore_tiff.opening import OpenTiff, damage_reports, damaged, fsspec_filesystem, walk_ifds
 from tlcore_tiff.options import dims_override
+from tlcore_tiff.table import PageTable
 
 
 class NotOmeTiff(ValueError):
@@ -62,6 +63,9 @@ class SceneMeta:
     native_shape: tuple[int, ...]
     kind: str
     problem: str | None = None
+    #: per level, where its pages keep their pixels and how to decode them (read from the IFDs
+    #: once here, carried by the readers into DataLoader workers: they parse no IFD)
+    tables: tuple[PageTable, ...] = field(default=(), compare=False, hash=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -205,6 +209,7 @@ def _scene(
         layout = build_layout(series, axes, shape, dims, image)
         levels = build_levels(series, layout)
         check_data(series, file_size)
+        tables = tuple(PageTable(level, tf.byteorder) for level in series.levels[: len(levels)])
     except Unsupported as exc:
         empty = TimeAxis(size=0)
         return SceneMeta(
@@ -223,5 +228,6 @@ def _scene(
         time_axis=physical.time_axis(tf, image, t),
         pixel_sizes=physical.pixel_sizes(tf, series, image),
         channel_names=physical.channel_names(tf, series, image, index, c, layout.samples),
+        tables=tables,
         **base,
     )
