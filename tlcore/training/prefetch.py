@@ -73,8 +73,11 @@ def _pipeline_prefix(transforms: Any) -> tuple[Any, list[Any]] | None:
     if unknown:
         # A transform of unknown origin may draw from numpy's or Python's global random
         # state: running it ahead, in another thread, would change the real sample's draws.
-        _log.info("prefetch: %s before ComputeDaskd is not a MONAI or tlcore transform and "
-                  "may use a global random state; nothing is fetched ahead", type(unknown[0]))  # fmt: skip
+        _log.info(
+            "prefetch: %s before ComputeDaskd is not a MONAI or tlcore transform and may use "
+            "a global random state; nothing is fetched ahead",
+            type(unknown[0]),
+        )
         return None
     private = copy.deepcopy(transforms)
     for step in private.transforms:
