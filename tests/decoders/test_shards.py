@@ -333,3 +333,36 @@ def test_random_sharded_arrays_follow_zarr(tmp_path: Path) -> None:
             assert got.dtype == want.dtype and got.tobytes() == want.tobytes(), (n, key)
             counts["same"] += 1
     assert counts["same"] and counts["both raised"], counts
+
+
+# -- memory -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_read_holds_at_most_one_chunk_per_thread_and_keeps_nothing(
+    tmp_path: Path, threads: int
+) -> None:
+    """The decoder's own memory (tracemalloc sees numpy's buffers and the bytes read): the output,
+    plus per decoding thread one inner chunk's stored bytes and its decoded bytes; nothing (no
+    index, no buffer) is kept after the read."""
+    import gc
+    import tracemalloc
+
+    shape, chunks = (1, 64, 256, 256), (1, 16, 64, 64)  # 128 KiB inner chunks, 64 per shard
+    array, _ = _sharded(tmp_path / "s.zarr", shape=shape, shards=shape, chunks=chunks)
+    fast = zarrfast.open_array(array, threads=threads)
+    assert fast is not None
+    key = (0, slice(0, 64), slice(0, 256), slice(0, 256))  # every inner chunk
+    chunk = 16 * 64 * 64 * 2
+    fast[key]  # warm: imports, threads
+    gc.collect()
+    tracemalloc.start()
+    try:
+        got = fast[key]
+        current, peak = tracemalloc.get_traced_memory()
+        del got
+        gc.collect()
+        left, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    out = 64 * 256 * 256 * 2
+    assert peak <= out + threads * 2 * chunk + 64 * 1024, (peak - out) / chunk
+    assert current < out + 64 * 1024 and left < 64 * 1024
