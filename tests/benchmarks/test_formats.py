@@ -130,3 +130,21 @@ def test_bench_formats_at_size(tmp_path: Path) -> None:
         for key in ("open_ms", "tlcore_ms", "dask_ms", "read_mib", "lazy_mib_per_worker"):
             assert row[key] is not None, (row["format"], key)
     assert rows["czi-raw"]["read_vs_crop"] <= 8, rows["czi-raw"]
+
+
+def test_bench_formats_traces_what_holds_the_lazy_memory(tmp_path: Path) -> None:
+    """``--rows trace`` on two formats (``--size small``): every figure is there, and the
+    per-format breakdown is printed as its own table."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tlcore.cli", "bench", "formats", "--size", "small",
+         "--formats", "ome-zarr-0.5-sharded,czi-zstd", "--rows", "trace",
+         "--data-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=1800, check=False,
+    )  # fmt: skip
+    print(done.stdout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "What holds the lazy memory" in done.stdout
+    table = done.stdout.split("What holds the lazy memory")[1]
+    for fmt in ("ome-zarr-0.5-sharded", "czi-zstd"):
+        line = next(row for row in table.splitlines() if row.startswith(f"| {fmt} |"))
+        assert len(line.split("|")) == 9, line

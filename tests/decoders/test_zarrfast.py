@@ -340,9 +340,21 @@ def _refused(array: Any, reason: str) -> None:
 
 
 def test_refuses_what_it_does_not_read(tmp_path: Path) -> None:
+    from zarr.codecs import Crc32cCodec, TransposeCodec
+
     common: dict[str, Any] = {"shape": (16, 16), "chunks": (4, 4), "dtype": "uint16"}
-    sharded = zarr.create_array(str(tmp_path / "s.zarr"), shards=(8, 8), **common)
-    _refused(sharded, "Sharding")
+    sharded = zarr.create_array(
+        str(tmp_path / "s.zarr"), shards=(8, 8), compressors=ZstdCodec(), **common
+    )
+    sharded[...] = _data((16, 16), "uint16")
+    _check(sharded, n=5)  # sharding is read (tests/decoders/test_shards.py)
+    crc_sharded = zarr.create_array(
+        str(tmp_path / "cs.zarr"),
+        shards=(8, 8),
+        compressors=[ZstdCodec(), Crc32cCodec()],
+        **common,
+    )
+    _refused(crc_sharded, "Crc32c")
     filtered = zarr.create_array(
         str(tmp_path / "f.zarr"), zarr_format=2, filters=[numcodecs.Delta(dtype="<u2")], **common
     )
@@ -351,7 +363,6 @@ def test_refuses_what_it_does_not_read(tmp_path: Path) -> None:
         str(tmp_path / "b.zarr"), zarr_format=2, compressors=numcodecs.BZ2(), **common
     )
     _refused(bz2, "BZ2")
-    from zarr.codecs import Crc32cCodec, TransposeCodec
 
     crc = zarr.create_array(
         str(tmp_path / "c.zarr"), compressors=[ZstdCodec(), Crc32cCodec()], **common

@@ -4,8 +4,9 @@
 * ``tlcore``: tlcore's own reader (:mod:`tlcore.decoders.zarrfast`): the touched chunk files
   are read and decoded on a few plain threads per process, each by the numcodecs decoder zarr
   uses, so a damaged chunk fails as in zarr (naming the chunk file, the array and the store); safe
-  with the default ``fork`` start method, before or after the parent read anything. Arrays it does
-  not support (sharding, filters, other codecs; see
+  with the default ``fork`` start method, before or after the parent read anything. Sharded
+  arrays are read inner chunk by inner chunk (byte ranges of the shard file). Arrays it does
+  not support (filters, other codecs; see
   :func:`tlcore.decoders.zarrfast.unsupported_reason`) read through zarr as usual;
 * ``tensorstore``: the region is read by tensorstore (C++, decodes the touched chunks on
   every core) from the same zarr array;

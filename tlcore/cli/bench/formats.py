@@ -15,7 +15,9 @@ Per format, on random single-channel ``--crop`` crops (64^3 by default):
 * ``lazy`` / ``eager MiB per worker``: anonymous PSS of a ``--workers`` DataLoader tree above a
   no-op floor, divided by the workers: ``LoadLazyd -> RandLazyCropd -> ComputeDaskd(float16)``
   (lazy, both channels) and ``LoadLazyd -> ComputeDaskd(float16)`` of the whole timepoint
-  (eager).
+  (eager);
+* ``--rows ...,trace`` (not by default): what holds the lazy memory, traced in one process per
+  format (:mod:`tlcore.cli.bench.formats_trace`: peak, Python's share, what glibc keeps).
 
 Speed figures are for this machine and its page cache (files just written are cached); the
 ratios between columns are what carries over.
@@ -39,6 +41,7 @@ import numpy as np
 from tlcore.cli.bench import zyx
 from tlcore.cli.bench.formats_data import FORMATS, SIZES, Settings, disk_bytes, make_files
 from tlcore.cli.bench.formats_native import bioio_crop, native_crop
+from tlcore.cli.bench.formats_trace import TRACE_HEADER, trace, trace_row
 
 __all__ = ["Settings", "format_table", "register", "run"]
 
@@ -156,6 +159,10 @@ def measure(fmt: str, path: Path, settings: Settings, log: Callable[[str], None]
     if "memory" in want:
         mem = _memory(path, settings, shape)
         row.update(lazy_mib_per_worker=mem["lazy"], eager_mib_per_worker=mem["eager"])
+    if "trace" in want:
+        crop = tuple(min(c, n) for c, n in zip(settings.crop, shape[2:]))
+        row["trace"] = trace(path, settings.memory_samples, (crop[0], crop[1], crop[2]))
+        log(trace_row(fmt, row["trace"]))
     log(format_row(row))
     return row
 
@@ -203,6 +210,11 @@ def format_row(r: dict[str, Any]) -> str:
 def format_table(result: dict[str, Any]) -> str:
     lines = [HEADER, "|" + "---|" * 7]
     lines += [format_row(r) for r in result["rows"]]
+    traced = [r for r in result["rows"] if "trace" in r]
+    if traced:
+        lines += ["", "What holds the lazy memory (one process per format, MiB above the no-op):",
+                  "", TRACE_HEADER, "|" + "---|" * 7]  # fmt: skip
+        lines += [trace_row(r["format"], r["trace"]) for r in traced]
     return "\n".join(lines)
 
 
@@ -223,7 +235,7 @@ def register(
     p.add_argument("--crop", type=zyx, default=d.crop, help="Z,Y,X (default 64,64,64)")
     p.add_argument("--crops", type=int, default=d.crops, help="random crops per figure")
     p.add_argument("--workers", type=int, default=d.workers, help="DataLoader workers")
-    p.add_argument("--rows", default=",".join(d.rows), help="open,crop,bytes,memory")
+    p.add_argument("--rows", default=",".join(d.rows), help="open,crop,bytes,memory (and trace)")
     p.add_argument("--json", action="store_true", help="print one JSON object, nothing else")
     p.set_defaults(func=_main)
 

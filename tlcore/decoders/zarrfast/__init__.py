@@ -17,13 +17,21 @@ from :func:`unsupported_reason`, and the caller reads through zarr):
 * zarr format 3: a regular chunk grid, ``default`` or ``v2`` chunk key encoding (either
   separator), no storage transformers, codecs ``bytes`` (either endianness), optionally
   preceded by an identity ``transpose``, then at most one of ``zstd``, ``blosc``, ``gzip``;
+  or one ``sharding_indexed`` codec whose inner chunks use such codecs, its index ``bytes``
+  with or without ``crc32c``, at the start or the end of the shard file;
 * zarr format 2: compressor ``zstd``, ``blosc``, ``gzip``, ``zlib`` or none, no filters,
   order ``C`` or ``F``, either dimension separator;
 * numeric data types (bool, integers, floats, complex) of either byte order, at least one
   dimension.
 
-Refused: sharding, ``crc32c`` and other codecs, filters, object/string/structured/datetime
-data types, remote and wrapped stores.
+Refused: sharding inside sharding, ``crc32c`` on chunks and other codecs, filters,
+object/string/structured/datetime data types, remote and wrapped stores.
+
+Sharded arrays (:mod:`~tlcore.decoders.zarrfast.shards`): each touched shard file is opened
+once per read, its index read (one small read) and checked, and only the inner chunks the
+region touches are read (their byte ranges) and decoded; no index or buffer is kept after
+the read. A damaged shard raises, including the few damages zarr reads as the fill value (an
+empty shard file, an index entry past the end of the file).
 
 What a read returns, chunk by chunk (the rule the differential tests check against zarr):
 
@@ -58,6 +66,7 @@ Fork: the pool's threads are created lazily, once per process, and dropped in a 
 read a crop starts its own threads. Nothing here holds native library state across a fork.
 
 Modules: :mod:`~tlcore.decoders.zarrfast.layout` (array layouts from zarr metadata),
+:mod:`~tlcore.decoders.zarrfast.shards` (shard indexes and inner chunks' byte ranges),
 :mod:`~tlcore.decoders.zarrfast.codecs` (decoding one chunk),
 :mod:`~tlcore.decoders.zarrfast.pool` (the fork-safe thread pool),
 :mod:`~tlcore.decoders.zarrfast.settings` (switches and counters),

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from tlcore.decoders.zarrfast import codecs, pool, settings
+from tlcore.decoders.zarrfast import codecs, pool, settings, shards
 from tlcore.decoders.zarrfast.layout import Layout
 from tlcore.errors import TlcoreError
 from tlcore.lazy.reader import split_index
@@ -40,6 +40,11 @@ class _Task:
     out_sel: tuple[slice, ...]
     first: int  # first needed byte of the decoded chunk (its memory order)
     stop: int  # one past the last needed byte
+    # Sharded arrays (path: the shard file): the open shard file (-1: the fill value) and the
+    # inner chunk's byte range in it, from the shard's index (shards.locate).
+    fd: int = -1
+    offset: int = 0
+    length: int = 0
 
 
 class FastZarrArray:
@@ -106,7 +111,17 @@ class FastZarrArray:
             tasks = self._tasks(region, partial)
             limit = self.threads if self.threads is not None else settings.threads_setting()
             lay = self._layout
-            pool.run(lambda task: _read_chunk(lay, task, out), tasks, min(limit, len(tasks)))
+            opened: dict[str, int] = {}  # shard files, open for this read only
+            try:
+                if lay.shard is not None:
+                    try:
+                        tasks = shards.locate(lay, tasks, opened)
+                    except shards.ShardError as exc:
+                        raise _error(lay, exc.task, exc.cause) from exc.cause
+                pool.run(lambda task: _read_chunk(lay, task, out), tasks, min(limit, len(tasks)))
+            finally:
+                for fd in opened.values():
+                    os.close(fd)
         if not post:
             return out
         picked = out[post]
@@ -117,6 +132,7 @@ class FastZarrArray:
         lay = self._layout
         item = lay.stored.itemsize
         per_axis = [range(s.start // k, (s.stop - 1) // k + 1) for s, k in zip(region, lay.chunks)]
+        per_shard = lay.shard.per_shard if lay.shard is not None else None
         # Strides (in elements) of a chunk in its memory order, for the needed byte range.
         strides = _strides(lay.chunks, lay.order)
         whole = not partial or lay.codec is not None
@@ -132,7 +148,9 @@ class FastZarrArray:
                 last += (hi - 1 - c * k) * stride
             if whole:
                 first, last = 0, math.prod(lay.chunks) - 1
-            path = os.path.join(lay.folder, lay.key(coords))
+            # Sharded: the shard file holding the inner chunk.
+            at = coords if per_shard is None else tuple(c // p for c, p in zip(coords, per_shard))
+            path = os.path.join(lay.folder, lay.key(at))
             tasks.append(_Task(path, coords, tuple(chunk_sel), tuple(out_sel), first * item,
                                (last + 1) * item))  # fmt: skip
         return tasks
@@ -148,14 +166,12 @@ def _strides(chunks: Sequence[int], order: str) -> list[int]:
 def _read_chunk(lay: Layout, task: _Task, out: np.ndarray) -> None:
     nbytes = lay.chunk_nbytes
     try:
-        decoded = _load_chunk(lay, task, nbytes)
+        if lay.shard is not None:
+            decoded = _load_inner_chunk(lay, task, nbytes)
+        else:
+            decoded = _load_chunk(lay, task, nbytes)
     except (codecs.ChunkDamage, OSError) as exc:
-        raise ChunkReadError(
-            f"{task.path}: chunk {task.coords} of the {lay.where()} cannot be read: {exc}. "
-            "zarr cannot read it either; restore or rewrite that chunk file (a 0-byte or "
-            "truncated file is what an interrupted copy or sync leaves behind).",
-            task.path,
-        ) from exc
+        raise _error(lay, task, exc) from exc
     if decoded is None:  # no chunk: the fill value, as zarr reads it
         out[task.out_sel] = lay.fill
         settings.stats.add_missing()
@@ -163,6 +179,41 @@ def _read_chunk(lay: Layout, task: _Task, out: np.ndarray) -> None:
     settings.stats.add(task.stop - task.first, nbytes)
     chunk = decoded.view(lay.stored).reshape(lay.chunks, order=lay.order)
     out[task.out_sel] = chunk[task.chunk_sel]
+
+
+def _error(lay: Layout, task: _Task, exc: BaseException) -> ChunkReadError:
+    what, zarr_too = "chunk", "zarr cannot read it either"
+    if lay.shard is not None:
+        shard = tuple(c // p for c, p in zip(task.coords, lay.shard.per_shard))
+        what = f"the shard file of shard {shard}, holding chunk"
+        # zarr reads some damaged shards (an empty file, an entry past the end) as the fill
+        # value without a word.
+        zarr_too = "zarr cannot read it either, or reads it as the fill value"
+    return ChunkReadError(
+        f"{task.path}: {what} {task.coords} of the {lay.where()} cannot be read: {exc}. "
+        f"{zarr_too}; restore or rewrite that file (a 0-byte or truncated file is what an "
+        "interrupted copy or sync leaves behind).",
+        task.path,
+    )
+
+
+def _load_inner_chunk(lay: Layout, task: _Task, nbytes: int) -> np.ndarray | None:
+    """An inner chunk's bytes (as :func:`_load_chunk`) from its byte range in the shard file;
+    None for the fill value."""
+    if task.fd < 0:
+        return None
+    if lay.codec is None:
+        if task.length != nbytes:
+            raise codecs.ChunkDamage(f"its shard index gives an uncompressed inner chunk "
+                                     f"{task.length} bytes, a chunk holds {nbytes}")  # fmt: skip
+        dest = np.empty(nbytes, dtype=np.uint8)
+        view = memoryview(dest)[task.first : task.stop]  # type: ignore[arg-type]
+        _pread_into(task.fd, view, task.offset + task.first)
+        settings.stats.add_read(task.stop - task.first)
+        return dest
+    data = shards.pread_exact(task.fd, task.length, task.offset)
+    settings.stats.add_read(task.length)
+    return codecs.decode(lay.codec, data, nbytes)
 
 
 def _load_chunk(lay: Layout, task: _Task, nbytes: int) -> np.ndarray | None:
@@ -187,15 +238,11 @@ def _load_chunk(lay: Layout, task: _Task, nbytes: int) -> np.ndarray | None:
             # np.empty cost nothing).
             dest = np.empty(nbytes, dtype=np.uint8)
             _pread_into(fd, memoryview(dest)[task.first : task.stop], task.first)  # type: ignore[arg-type]
+            settings.stats.add_read(task.stop - task.first)
             return dest
         # The whole file into a fresh bytes object: a decoder never sees another chunk's bytes.
-        data = os.pread(fd, size, 0)
-        while len(data) < size:
-            more = os.pread(fd, size - len(data), len(data))
-            if not more:
-                raise codecs.ChunkDamage(f"the file ends after {len(data)} bytes (it changed "
-                                         "while being read?)")  # fmt: skip
-            data += more
+        data = shards.pread_exact(fd, size, 0)
+        settings.stats.add_read(size)
         return codecs.decode(lay.codec, data, nbytes)
     except IsADirectoryError:
         return None

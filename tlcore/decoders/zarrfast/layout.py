@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-__all__ = ["CODECS", "Layout", "Unsupported", "layout"]
+__all__ = ["CODECS", "Layout", "ShardLayout", "Unsupported", "layout"]
 
 #: The compressors this package decodes (None: uncompressed).
 CODECS = ("zstd", "blosc", "gzip", "zlib")
@@ -29,8 +29,28 @@ class Unsupported(Exception):
 
 
 @dataclass(frozen=True)
+class ShardLayout:
+    """How the inner chunks of one shard file are found (zarr v3 ``sharding_indexed``): an
+    index of ``(offset, nbytes)`` uint64 pairs, one per inner chunk in C order, at the start or
+    the end of the file, optionally followed by its CRC-32C."""
+
+    shape: tuple[int, ...]  # a shard's shape (elements): the array's chunk grid
+    per_shard: tuple[int, ...]  # inner chunks per shard, per axis
+    index_at_end: bool
+    index_dtype: np.dtype[Any]  # uint64 of the index's byte order
+    checksum: bool  # the index ends with its CRC-32C (little-endian)
+
+    @property
+    def index_nbytes(self) -> int:
+        """The bytes of a shard's index as stored (the checksum included)."""
+        return 16 * math.prod(self.per_shard) + 4 * self.checksum
+
+
+@dataclass(frozen=True)
 class Layout:
-    """How one array's chunks are stored."""
+    """How one array's chunks are stored. For a sharded array ``chunks`` are the inner chunks
+    (the unit of decoding, as ``zarr.Array.chunks`` says), ``shard`` says how a shard file
+    holds them, and ``key`` names a shard file from the shard's coordinates."""
 
     store: str  # the store's root folder
     path: str  # the array's path inside the store ("" for the root)
@@ -42,6 +62,7 @@ class Layout:
     codec: str | None  # one of CODECS, or None (uncompressed)
     fill: Any
     key: Callable[[tuple[int, ...]], str]
+    shard: ShardLayout | None = None
 
     @property
     def folder(self) -> str:
@@ -131,7 +152,7 @@ def _layout_v2(meta: Any, store: str, path: str) -> Layout:
 
 
 def _layout_v3(meta: Any, store: str, path: str) -> Layout:
-    from zarr.codecs import BloscCodec, BytesCodec, GzipCodec, TransposeCodec, ZstdCodec
+    from zarr.codecs import ShardingCodec
     from zarr.core.chunk_grids import RegularChunkGrid
     from zarr.core.chunk_key_encodings import DefaultChunkKeyEncoding, V2ChunkKeyEncoding
 
@@ -143,21 +164,18 @@ def _layout_v3(meta: Any, store: str, path: str) -> Layout:
     if type(encoding) not in (DefaultChunkKeyEncoding, V2ChunkKeyEncoding):
         raise Unsupported(f"chunk key encoding {type(encoding).__name__}")
     dtype = _dtype(meta.data_type)
-    codecs = list(meta.codecs)
-    names = ", ".join(type(c).__name__ for c in codecs)
     ndim = len(meta.shape)
-    if codecs and type(codecs[0]) is TransposeCodec:
-        if tuple(codecs[0].order) != tuple(range(ndim)):
-            raise Unsupported(f"transpose codec with order {tuple(codecs[0].order)}")
-        codecs = codecs[1:]  # the identity: nothing to undo
-    if not codecs or type(codecs[0]) is not BytesCodec:
-        raise Unsupported(f"codecs [{names}] (expected bytes, then one compressor)")
-    endian = codecs[0].endian
-    rest = codecs[1:]
-    known: dict[type, str] = {ZstdCodec: "zstd", BloscCodec: "blosc", GzipCodec: "gzip"}
-    if len(rest) > 1 or (rest and type(rest[0]) not in known):
-        raise Unsupported(f"codecs [{names}] (expected bytes, then one of zstd, blosc, gzip)")
-    codec = known[type(rest[0])] if rest else None
+    codecs = list(meta.codecs)
+    grid = tuple(meta.chunk_grid.chunk_shape)
+    chunks, shard = grid, None
+    if len(codecs) == 1 and type(codecs[0]) is ShardingCodec:
+        sharding = codecs[0]
+        chunks = tuple(sharding.chunk_shape)
+        if len(chunks) != ndim or any(s % c for s, c in zip(grid, chunks)):
+            raise Unsupported(f"inner chunks {chunks} do not divide the shards {grid}")
+        shard = _shard_layout(sharding, grid, chunks)
+        codecs = list(sharding.codecs)
+    endian, codec = _chain(codecs, ndim)
     stored = dtype
     if dtype.itemsize > 1 and endian is not None:
         stored = dtype.newbyteorder("<" if endian.value == "little" else ">")
@@ -165,11 +183,52 @@ def _layout_v3(meta: Any, store: str, path: str) -> Layout:
         store,
         path,
         tuple(meta.shape),
-        tuple(meta.chunk_grid.chunk_shape),
+        chunks,
         dtype,
         stored,
         "C",
         codec,
         _fill(meta, meta.data_type, dtype),
         meta.encode_chunk_key,
+        shard,
+    )
+
+
+def _chain(codecs: list[Any], ndim: int) -> tuple[Any, str | None]:
+    """The byte order and the compressor of a chunk's codecs (an identity ``transpose``,
+    ``bytes``, at most one compressor); :class:`Unsupported` for anything else (sharding
+    inside sharding included)."""
+    from zarr.codecs import BloscCodec, BytesCodec, GzipCodec, TransposeCodec, ZstdCodec
+
+    names = ", ".join(type(c).__name__ for c in codecs)
+    if codecs and type(codecs[0]) is TransposeCodec:
+        if tuple(codecs[0].order) != tuple(range(ndim)):
+            raise Unsupported(f"transpose codec with order {tuple(codecs[0].order)}")
+        codecs = codecs[1:]  # the identity: nothing to undo
+    if not codecs or type(codecs[0]) is not BytesCodec:
+        raise Unsupported(f"codecs [{names}] (expected bytes, then one compressor)")
+    rest = codecs[1:]
+    known: dict[type, str] = {ZstdCodec: "zstd", BloscCodec: "blosc", GzipCodec: "gzip"}
+    if len(rest) > 1 or (rest and type(rest[0]) not in known):
+        raise Unsupported(f"codecs [{names}] (expected bytes, then one of zstd, blosc, gzip)")
+    return codecs[0].endian, (known[type(rest[0])] if rest else None)
+
+
+def _shard_layout(sharding: Any, grid: tuple[int, ...], chunks: tuple[int, ...]) -> ShardLayout:
+    from zarr.codecs import BytesCodec, Crc32cCodec
+    from zarr.codecs.sharding import ShardingCodecIndexLocation
+
+    index = list(sharding.index_codecs)
+    names = ", ".join(type(c).__name__ for c in index)
+    checksum = len(index) == 2 and type(index[1]) is Crc32cCodec
+    if not index or type(index[0]) is not BytesCodec or len(index) != 1 + checksum:
+        raise Unsupported(f"shard index codecs [{names}] (expected bytes, then crc32c or none)")
+    endian = index[0].endian
+    index_dtype = np.dtype("<u8" if endian is None or endian.value == "little" else ">u8")
+    return ShardLayout(
+        grid,
+        tuple(s // c for s, c in zip(grid, chunks)),
+        sharding.index_location == ShardingCodecIndexLocation.end,
+        index_dtype,
+        checksum,
     )

@@ -64,6 +64,7 @@ class DecodeStats:
             self.partial = 0  # chunks read only in part (uncompressed ones)
             self.decoded_bytes = 0  # bytes decoded (or read, uncompressed)
             self.chunk_bytes = 0  # bytes decoding every read chunk whole would give
+            self.read_bytes = 0  # bytes read from chunk and shard files (shard indexes too)
 
     def add(self, decoded: int, whole: int) -> None:
         with self._lock:
@@ -71,6 +72,10 @@ class DecodeStats:
             self.partial += decoded < whole
             self.decoded_bytes += decoded
             self.chunk_bytes += whole
+
+    def add_read(self, n: int) -> None:
+        with self._lock:
+            self.read_bytes += n
 
     def add_missing(self) -> None:
         with self._lock:
@@ -84,6 +89,7 @@ class DecodeStats:
                 "partial": self.partial,
                 "decoded_bytes": self.decoded_bytes,
                 "chunk_bytes": self.chunk_bytes,
+                "read_bytes": self.read_bytes,
             }
 
     def _after_fork_in_child(self) -> None:

@@ -40,7 +40,8 @@ class ZarrArrayReader(ArrayReader):
 
     def decoder_handle(self) -> Any | None:
         # tlcore's own decoder (or TLCORE_DECODER's) reads local arrays it supports faster
-        # than zarr; it answers None for the rest (remote stores, sharding), read by zarr.
+        # than zarr (sharded arrays included); it answers None for the rest (remote stores,
+        # other codecs), read by zarr.
         from tlcore.decoders import handle_for
 
         return handle_for(self)
