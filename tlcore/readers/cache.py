@@ -2,19 +2,33 @@
 
 Datasets and loaders share it, so a file's metadata is read once per process however many
 manifest rows name it (the rows keep their own time ranges: only the opened image is shared).
-The cache is emptied in a forked child, so a DataLoader worker opens its own files instead of
-inheriting the parent's handles (file positions and native library state are not fork-safe), and
-fsspec's shared event loop is reset there, so remote reads start a loop of their own.
+
+The parent's opened images are handed over to DataLoader workers, so that a worker's first crop
+costs its chunk requests only: no reader choice, no metadata read, no listing. What travels is
+what the ``open_lazy`` contract already promises: an image pickles without open file handles
+(its readers carry their parsed metadata and reopen in the new process).
+
+* Forked child: the parent's images are set aside, never used as inherited (file positions and
+  native library state are not fork-safe); the first lookup of one takes it through a pickle
+  round trip, which gives what a spawned worker would get. fsspec's shared event loop is reset
+  there too, so remote reads start a loop of their own.
+* Pickled (spawn, forkserver): :func:`handover` packs the opened images of some paths into a
+  :class:`Handover`, which puts them into the cache of the process that unpickles it (the
+  training dataset carries one in its pickled state).
+
+An image that fails its round trip is opened again, as before.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import pickle
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from tlcore.images import LazyImage
@@ -22,6 +36,9 @@ from tlcore.readers.api import open_lazy
 
 _lock = threading.Lock()
 _images: OrderedDict[tuple[Any, ...], LazyImage] = OrderedDict()
+#: A forked child's images from its parent, not used until revived (:func:`_revive`).
+_inherited: dict[tuple[Any, ...], LazyImage] = {}
+_log = logging.getLogger(__name__)
 #: How many opened images each process keeps (the least recently used ones are dropped).
 max_images = 256
 
@@ -47,9 +64,12 @@ def open_cached(
         if image is not None:
             _images.move_to_end(key)
             return image
-    image = open_lazy(
-        path, scene=scene, level=level, reader=reader, storage_options=storage_options or None
-    )
+        inherited = _inherited.pop(key, None)
+    image = _revive(inherited) if inherited is not None else None
+    if image is None:
+        image = open_lazy(
+            path, scene=scene, level=level, reader=reader, storage_options=storage_options or None
+        )
     with _lock:
         _images[key] = image
         while len(_images) > max_images:
@@ -57,18 +77,79 @@ def open_cached(
     return image
 
 
+def _revive(image: LazyImage | bytes) -> LazyImage | None:
+    """``image`` as a process of its own gets it: unpickled (from a pickle round trip when
+    inherited through a fork). None when it does not survive (it is then opened again)."""
+    try:
+        blob = image if isinstance(image, bytes) else pickle.dumps(image, protocol=5)
+        revived = pickle.loads(blob)
+    except Exception as exc:  # a plugin breaking the pickling contract: open it again
+        _log.debug("an opened image could not be handed over (%s); opening it again", exc)
+        return None
+    return revived if isinstance(revived, LazyImage) else None
+
+
 def clear() -> None:
-    """Forget every opened image in this process."""
+    """Forget every opened image in this process (handed-over ones included)."""
     global _lock
     _lock = threading.Lock()  # a lock held by another thread at fork time stays held in the child
     _images.clear()
+    _inherited.clear()
+
+
+class Handover:
+    """Opened images packed to travel with a pickled object (:func:`handover`): unpickling it
+    puts them into the cache of that process (where the cache has none for the same key).
+
+    Each image is pickled on its own, so one that cannot be is left out, not the whole."""
+
+    def __init__(self, entries: list[tuple[tuple[Any, ...], LazyImage]]) -> None:
+        self.entries = entries
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getstate__(self) -> dict[str, Any]:
+        packed = []
+        for key, image in self.entries:
+            try:
+                packed.append((key, pickle.dumps(image, protocol=5)))
+            except Exception as exc:
+                _log.debug("%s is not handed over (%s): workers open it again", key[0], exc)
+        return {"packed": packed}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.entries = []
+        for key, blob in state["packed"]:
+            image = _revive(blob)
+            if image is not None:
+                self.entries.append((key, image))
+        with _lock:
+            for key, image in self.entries:
+                if key not in _images:
+                    _images[key] = image
+            while len(_images) > max_images:
+                _images.popitem(last=False)
+
+
+def handover(paths: Iterable[Any] | None = None) -> Handover:
+    """The images this process has opened for ``paths`` (every one when None), packed to
+    travel with a pickled dataset (:class:`Handover`)."""
+    wanted = None if paths is None else {_key(p, None, 0, None)[0] for p in paths}
+    with _lock:
+        entries = [(k, im) for k, im in _images.items() if wanted is None or k[0] in wanted]
+    return Handover(entries)
 
 
 def _after_fork() -> None:
-    """In a forked child: forget the parent's images, and reset fsspec's event-loop state when
-    fsspec is loaded (the loop thread of an S3/GCS/HTTP filesystem does not survive a fork; a
-    child that reused it would hang). fsspec resets its loop itself, not its lock: both here."""
-    clear()
+    """In a forked child: set the parent's images aside (each is revived on its first lookup,
+    :func:`_revive`), and reset fsspec's event-loop state when fsspec is loaded (the loop
+    thread of an S3/GCS/HTTP filesystem does not survive a fork; a child that reused it would
+    hang). fsspec resets its loop itself, not its lock: both here."""
+    global _lock
+    _lock = threading.Lock()  # a lock held by another thread at fork time stays held in the child
+    _inherited.update(_images)
+    _images.clear()
     asyn = sys.modules.get("fsspec.asyn")
     if asyn is not None:
         asyn.reset_lock()

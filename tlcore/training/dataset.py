@@ -256,6 +256,10 @@ class TimelapseDataset(Dataset[dict[str, Any]]):
         state = self.__dict__.copy()
         state["_order"] = None
         state["_prefetcher"] = None  # a thread of this process: each process starts its own
+        # The files this process opened travel along (tlcore.readers.cache.Handover): a worker
+        # unpickling the dataset reads no metadata before its first crop's chunks.
+        paths = [p for r in self.rows for p in (r.path, *(i.path for i in r.images.values()))]
+        state["_handover"] = cache.handover(paths)
         return state
 
     def set_plan(self, plan: LoaderPlan | None) -> None:

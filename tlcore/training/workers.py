@@ -5,13 +5,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from tlcore.readers import cache
-
 
 def worker_init(worker_id: int) -> None:
-    """Set up a DataLoader worker: one torch thread, dask's synchronous scheduler, no file
-    handles inherited from the parent, global RNGs seeded per worker (for user code that
-    uses them; tlcore's own draws do not), and decoders sharing the cores with the other
+    """Set up a DataLoader worker: one torch thread, dask's synchronous scheduler, global
+    RNGs seeded per worker (for user code that uses them; tlcore's own draws do not), and
+    decoders sharing the cores with the other
     workers (:func:`tlcore.lazy.cpu.set_sharing`)."""
     import gc
     import random
@@ -28,7 +26,8 @@ def worker_init(worker_id: int) -> None:
     gc.freeze()
     torch.set_num_threads(1)
     dask.config.set(scheduler="synchronous")
-    cache.clear()
+    # The opened-image cache is not cleared: it holds what the parent handed over, never its
+    # file handles (tlcore.readers.cache), so the first crop reads no metadata.
     seed = torch.initial_seed() % 2**32
     random.seed(seed)
     np.random.seed(seed)  # for user transforms that use numpy's global state

@@ -28,8 +28,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,8 @@ class Row:
     gets: float = float("nan")
     heads: float = float("nan")
     kib: float = float("nan")
+    throttled: int = 0
+    firsts: list[float] = field(default_factory=list)  # when each worker's first crop arrived
 
     @property
     def rate(self) -> float:
@@ -90,10 +92,10 @@ def moto_server() -> Iterator[str]:
         proc.wait(10)
 
 
-def _relay_process(target: str, latency_s: float, conn: Any) -> None:
+def _relay_process(target: str, latency_s: float, throttle: float, conn: Any) -> None:
     from tlcore.io.relay import Relay
 
-    relay = Relay(target, latency_s=latency_s)
+    relay = Relay(target, latency_s=latency_s, throttle=throttle, seed=1)
     conn.send(relay.url)
     while (command := conn.recv()) != "stop":
         conn.send(relay.snapshot() if command == "snapshot" else None)
@@ -105,10 +107,10 @@ class RelayProcess:
     """A :class:`~tlcore.io.relay.Relay` in its own process (its threads then never compete
     with the loader's for this process's interpreter lock)."""
 
-    def __init__(self, target: str, latency_s: float) -> None:
+    def __init__(self, target: str, latency_s: float, throttle: float = 0.0) -> None:
         ctx = mp.get_context("spawn")
         self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_relay_process, args=(target, latency_s, child))
+        self._proc = ctx.Process(target=_relay_process, args=(target, latency_s, throttle, child))
         self._proc.start()
         self.url: str = self._conn.recv()
 
@@ -156,7 +158,13 @@ def _epoch(
     roi: tuple[int, int, int],
     seed: int,
     prefetch: bool | None = None,
+    ready: Callable[[], None] | None = None,
 ) -> tuple[float, list[float]]:
+    """One epoch of ``crops`` random crops through the datamodule: the seconds it took and
+    when each crop arrived. The parent opens (validates) the file first, as a training run
+    does, and workers get the opened image handed over (:mod:`tlcore.readers.cache`);
+    ``ready`` is called once that is done, just before the clock starts (request counts
+    start there)."""
     import pandas as pd
     from monai.transforms import Compose
 
@@ -177,10 +185,12 @@ def _epoch(
         storage_options=options,
         seed=seed,
         num_workers=workers,
-        validate=False,
+        validate=True,
         prefetch=prefetch,
     )
     dm.setup("fit")
+    if ready is not None:
+        ready()
     started = time.perf_counter()
     arrivals = [time.perf_counter() - started for _ in dm.train_dataloader()]
     return arrivals[-1], arrivals
@@ -190,50 +200,80 @@ def _row(what: str, workers: int, crops: int, arrivals: list[float]) -> Row:
     first = max(workers, 1)
     tail = arrivals[-1] - arrivals[first - 1]
     steady = (crops - first) / tail if tail > 0 and crops > first else float("nan")
-    return Row(what, workers, crops, arrivals[-1], steady, arrivals[first - 1])
+    # Batches come back in order, one per worker in turn: the first ``workers`` arrivals are
+    # each worker's first crop.
+    firsts = list(arrivals[:workers]) if workers > 0 else []
+    return Row(what, workers, crops, arrivals[-1], steady, arrivals[first - 1], firsts=firsts)
 
 
-def _tensorstore_row(
-    relay_url: str, shape: Sequence[int], roi: tuple[int, int, int], crops: int, seed: int
-) -> str:
+def _s3_row(relay: RelayProcess, what: str, url: str, workers: int,
+            args: argparse.Namespace, prefetch: bool | None = None) -> Row:  # fmt: skip
+    """One epoch from S3 through ``relay``: crops/s, first crops, requests and bytes per crop
+    (counted from the end of the parent's opening to the end of the epoch)."""
+    counts: list[dict[str, int]] = []
+    _, arrivals = _epoch(url, relay_options(relay.url), workers, args.crops, args.crop,
+                         args.seed, prefetch, lambda: counts.append(relay.snapshot()))  # fmt: skip
+    before, after = counts[0], relay.snapshot()
+    row = _row(what, workers, args.crops, arrivals)
+    row.gets = (after.get("GET", 0) - before.get("GET", 0)) / args.crops
+    row.heads = (after.get("HEAD", 0) - before.get("HEAD", 0)) / args.crops
+    row.kib = (after["bytes_down"] - before["bytes_down"]) / args.crops / 1024
+    row.throttled = after.get("throttled", 0) - before.get("throttled", 0)
+    _print_row(row)
+    return row
+
+
+def _tensorstore_note(relay: RelayProcess, latency: float, rows: list[Row],
+                      args: argparse.Namespace) -> str:  # fmt: skip
+    """tensorstore with 8 threads on the same crops (:mod:`.cloud_tensorstore`), and tlcore's
+    rows at this latency against it."""
+    from tlcore.cli.bench.cloud_tensorstore import THREADS, tensorstore_rate
+
+    credentials = (str(CREDENTIALS["key"]), str(CREDENTIALS["secret"]))
+    shape = (args.timepoints, *args.shape)
+    rate = tensorstore_rate(
+        relay.url, BUCKET, "m.ome.zarr/0", credentials, shape, args.crop, args.crops, args.seed
+    )
+    head = f"tensorstore, {THREADS} threads, {latency:g} ms: "
+    if isinstance(rate, str):
+        return head + rate
+    ours = [r for r in rows if r.what == f"S3 zarr {latency:g} ms"]
+    ratios = ", ".join(
+        f"{r.workers} workers {r.rate / rate:.2f}x (steady {r.steady / rate:.2f}x)" for r in ours
+    )
+    return head + f"{rate:.1f} crops/s; tlcore/tensorstore: {ratios}"
+
+
+def _throttle_rows(endpoint: str, url: str, rows: list[Row],
+                   args: argparse.Namespace) -> tuple[list[Row], list[str]]:  # fmt: skip
+    """Rows with the relay answering ``args.throttle`` of reads with 503 SlowDown, each
+    against the row of the same latency and workers without faults (same run)."""
+    out: list[Row] = []
+    notes: list[str] = []
+    if args.throttle <= 0:
+        return out, notes
+    latency = float(args.latency.split(",")[-1])
+    relay = RelayProcess(endpoint, latency / 1000, throttle=args.throttle)
     try:
-        import tensorstore as ts
-    except ImportError:
-        return "tensorstore: not installed (pip install tensorstore for this row)"
-    from concurrent.futures import ThreadPoolExecutor
-
-    import numpy as np
-
-    spec = {
-        "driver": "zarr3",
-        "kvstore": {
-            "driver": "s3",
-            "bucket": BUCKET,
-            "path": "m.ome.zarr/0/",
-            "endpoint": relay_url,
-            "aws_region": "us-east-1",
-        },
-    }
-    try:
-        array = ts.open(spec, read=True, open=True).result()
-        rng = np.random.default_rng(seed)
-        t_n, *zyx_n = shape
-        boxes = [
-            (int(rng.integers(t_n)), *(int(rng.integers(n - r + 1)) for n, r in zip(zyx_n, roi)))
-            for _ in range(crops)
-        ]
-
-        def read(box: tuple[int, ...]) -> Any:
-            t, z, y, x = box
-            return array[t, 0, z : z + roi[0], y : y + roi[1], x : x + roi[2]].read().result()
-
-        started = time.perf_counter()
-        with ThreadPoolExecutor(8) as pool:
-            list(pool.map(read, boxes))
-        seconds = time.perf_counter() - started
-    except Exception as exc:  # a bench row, not a test: say why it is missing
-        return f"tensorstore: failed ({type(exc).__name__}: {exc})"
-    return f"{crops / seconds:.1f} crops/s"
+        for w in (int(n) for n in args.throttle_workers.split(",")):
+            share = f"{args.throttle:.0%} 503"
+            row = _s3_row(relay, f"S3 zarr {latency:g} ms {share}", url, w, args)
+            out.append(row)
+            base = next((r for r in rows if r.what == f"S3 zarr {latency:g} ms"
+                         and r.workers == w), None)  # fmt: skip
+            against = (
+                f"{row.rate / base.rate:.2f}x the same run without faults ({base.rate:.1f} "
+                f"crops/s; steady {row.steady:.1f} vs {base.steady:.1f})"
+                if base is not None
+                else "(no row without faults at this latency and worker count)"
+            )
+            notes.append(
+                f"503 SlowDown on {args.throttle:.0%} of reads, {latency:g} ms, {w} workers: "
+                f"{row.rate:.1f} crops/s, {against}; {row.throttled} requests throttled"
+            )
+    finally:
+        relay.stop()
+    return out, notes
 
 
 def run(args: argparse.Namespace) -> int:
@@ -244,7 +284,6 @@ def run(args: argparse.Namespace) -> int:
     workers = [int(w) for w in args.workers.split(",")]
     tiff_workers = [int(w) for w in args.tiff_workers.split(",")]
     latencies = [float(ms) for ms in args.latency.split(",")]
-    shape = (args.timepoints, *args.shape)
     tmp = Path(tempfile.mkdtemp(prefix="tlcore-bench-cloud-"))
     rows: list[Row] = []
     notes: list[str] = []
@@ -277,30 +316,25 @@ def run(args: argparse.Namespace) -> int:
                 try:
                     for (kind, url), (label, ahead) in _prefetch_runs(targets, args.prefetch):
                         for w in workers if kind == "zarr" else tiff_workers:
-                            before = relay.snapshot()
-                            _, arrivals = _epoch(url, relay_options(relay.url), w, args.crops,
-                                                 args.crop, args.seed, ahead)  # fmt: skip
-                            after = relay.snapshot()
-                            row = _row(f"S3 {kind}{label} {latency:g} ms", w, args.crops,
-                                       arrivals)  # fmt: skip
-                            row.gets = (after.get("GET", 0) - before.get("GET", 0)) / args.crops
-                            row.heads = (after.get("HEAD", 0) - before.get("HEAD", 0)) / args.crops
-                            row.kib = (
-                                (after["bytes_down"] - before["bytes_down"]) / args.crops / 1024
-                            )
-                            rows.append(row)
-                            _print_row(row)
-                    notes.append(f"tensorstore, 8 threads, {latency:g} ms: "
-                                 + _tensorstore_row(relay.url, (shape[0], *args.shape), args.crop,
-                                                    args.crops, args.seed))  # fmt: skip
+                            what = f"S3 {kind}{label} {latency:g} ms"
+                            rows.append(_s3_row(relay, what, url, w, args, ahead))
+                    if args.tensorstore:
+                        notes.append(_tensorstore_note(relay, latency, rows, args))
                 finally:
                     relay.stop()
+            faulty, faulty_notes = _throttle_rows(endpoint, targets[0][1], rows, args)
+            rows += faulty
+            notes += faulty_notes
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print()
     print(table(rows, touched_kib, per_crop, args))
     for note in notes:
         print(note)
+    for r in rows:
+        if r.firsts:
+            firsts = ", ".join(f"{f:.2f}" for f in r.firsts)
+            print(f"first crop of each worker, {r.what}, {r.workers} workers (s): {firsts}")
     return 0
 
 
@@ -392,4 +426,10 @@ def register(
         "default, on for remote images; both: a row with and without)",
     )
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--throttle", type=float, default=0.2,
+                   help="share of reads answered 503 SlowDown in the fault rows, at the last "
+                   "latency (default 0.2; 0: no fault rows)")  # fmt: skip
+    p.add_argument("--throttle-workers", default="4", help="worker counts of the fault rows")
+    p.add_argument("--no-tensorstore", dest="tensorstore", action="store_false",
+                   help="skip the tensorstore rows")  # fmt: skip
     p.set_defaults(func=run)
