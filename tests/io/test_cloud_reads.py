@@ -256,3 +256,87 @@ def test_a_tiff_worker_forked_after_the_parent_opened_it_parses_no_ifd(
     # the crop's GETs plus the reopen's header reads and size lookups: far fewer than 16 IFDs
     extra = sent["GET"] + sent.get("HEAD", 0) - warm["GET"]
     assert 0 <= extra <= 6, (sent, warm)
+
+
+# -- a worker's start: what the parent opened is handed over ------------------------------------
+def _dataset(store_url: str, options: dict[str, Any]) -> Any:
+    """A training dataset of random (4, 20, 20) crops of the remote store (imports torch)."""
+    pytest.importorskip("torch")
+    import pandas as pd
+
+    from tlcore.training.dataset import TimelapseDataset
+
+    rows = read_manifest(pd.DataFrame({"path": [store_url], "split": ["train"]}))["train"]
+    return TimelapseDataset(rows, patch_shape=(4, 20, 20), storage_options=options, seed=3)
+
+
+def _chunk_gets(sample: dict[str, Any], store_url: str) -> set[str]:
+    """The GET request lines of exactly the chunks the sample's crop touches (chunks of the
+    ``store_url`` fixture: 1, 1, 8, 32, 32, zarr v3 default keys)."""
+    import itertools
+
+    meta = sample["raw_meta"]
+    spans = [
+        range(start // c, (start + size - 1) // c + 1)
+        for start, size, c in zip(meta["crop_start"], meta["crop_size"], (8, 32, 32))
+    ]
+    path = store_url.removeprefix("s3:/")
+    return {f"GET {path}/0/c/{sample['T']}/0/{z}/{y}/{x}" for z, y, x in itertools.product(*spans)}
+
+
+def _expected_pixels(store_url: str, s3_server: dict[str, Any], sample: dict[str, Any]) -> Any:
+    meta = sample["raw_meta"]
+    (z, y, x), (dz, dy, dx) = meta["crop_start"], meta["crop_size"]
+    image = tlcore.open_lazy(store_url, storage_options=s3_server)
+    return image.data[sample["T"], :, z : z + dz, y : y + dy, x : x + dx].compute()
+
+
+def test_a_forked_worker_reads_only_its_chunks(
+    s3_server: dict[str, Any], store_url: str, relay: Relay, tmp_path: Path
+) -> None:
+    import os
+    import pickle
+
+    dataset = _dataset(store_url, relay.options(s3_server))
+    dataset[0]  # the parent opens the store (as validation does before training)
+    n = len(relay.lines)
+    out = tmp_path / "sample.pkl"
+    pid = os.fork()
+    if pid == 0:  # the child: what a forked DataLoader worker does, then leave at once
+        code = 1
+        try:
+            sample = dataset[1]
+            out.write_bytes(pickle.dumps({k: sample[k] for k in ("raw", "raw_meta", "T")}))
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    sample = pickle.loads(out.read_bytes())
+    sent = relay.lines[n:]
+    assert sorted(sent) == sorted(_chunk_gets(sample, store_url)), sent
+    assert np.array_equal(sample["raw"].numpy(), _expected_pixels(store_url, s3_server, sample))
+
+
+def test_an_unpickled_dataset_reads_only_its_chunks(
+    s3_server: dict[str, Any], store_url: str, relay: Relay, tmp_path: Path
+) -> None:
+    import pickle
+    import subprocess
+    import sys
+
+    dataset = _dataset(store_url, relay.options(s3_server))
+    dataset[0]
+    (tmp_path / "dataset.pkl").write_bytes(pickle.dumps(dataset))
+    n = len(relay.lines)
+    script = (
+        "import pickle, sys; from pathlib import Path; d = Path(sys.argv[1]);"
+        "ds = pickle.loads((d / 'dataset.pkl').read_bytes()); s = ds[1];"
+        "(d / 'sample.pkl').write_bytes(pickle.dumps({k: s[k] for k in ('raw', 'raw_meta', 'T')}))"
+    )
+    # A new interpreter, as a spawned worker: nothing of the parent's but the pickled dataset
+    subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True, timeout=300)
+    sample = pickle.loads((tmp_path / "sample.pkl").read_bytes())
+    sent = relay.lines[n:]
+    assert sorted(sent) == sorted(_chunk_gets(sample, store_url)), sent
+    assert np.array_equal(sample["raw"].numpy(), _expected_pixels(store_url, s3_server, sample))

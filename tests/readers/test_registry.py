@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -213,3 +214,46 @@ def test_a_catch_all_is_not_asked_about_a_file_a_native_reader_refused(tmp_path:
     other = tmp_path / "movie.xyz"
     other.write_bytes(b"")
     assert registry.select(Source.from_any(other)) == "catch-all"
+
+
+# -- a remote file for a reader of local files only --------------------------------------------
+def test_a_remote_file_is_chosen_by_extension_without_fetching_it(
+    s3_server: dict[str, Any], s3_new_bucket: str, testdata: Path, tmp_path: Path
+) -> None:
+    """A remote .nd2 (read from a local copy) is chosen without a request; the copy is fetched
+    by the first hook that reads it, and a file the reader refuses raises the same error, with
+    the same reader and reason, as the same bytes in a local file."""
+    pytest.importorskip("tlcore_nd2", reason="the tlcore-nd2 plugin is not installed")
+    import s3fs
+
+    from tlcore.io.relay import Relay
+
+    fs = s3fs.S3FileSystem(**s3_server)
+    fs.put_file(str(testdata / "nd2" / "example-timelapse.nd2"), f"{s3_new_bucket}/movie.nd2")
+    junk = tmp_path / "local" / "broken.nd2"
+    junk.parent.mkdir()
+    junk.write_bytes(b"not an nd2 file at all" * 100)
+    fs.put_file(str(junk), f"{s3_new_bucket}/broken.nd2")
+    relay = Relay(str(s3_server["endpoint_url"]))
+    try:
+        options = {**relay.options(s3_server), "tlcore_cache_dir": str(tmp_path / "cache")}
+        url = f"s3://{s3_new_bucket}/movie.nd2"
+        assert tlcore.get_registry().select(Source.from_any(url, options)) == "nd2"
+        assert relay.requests() == {}  # chosen by its extension: nothing fetched, not even sized
+        assert tlcore.open_lazy(url, storage_options=options).reader == "nd2"
+        assert relay.requests().get("GET", 0) >= 1  # fetched once the reader needed it
+
+        with pytest.raises(NoReaderError) as remote_error:
+            tlcore.open_lazy(f"s3://{s3_new_bucket}/broken.nd2", storage_options=options)
+    finally:
+        relay.stop()
+    with pytest.raises(NoReaderError) as local_error:
+        tlcore.open_lazy(junk)
+
+    def refusals(error: pytest.ExceptionInfo[NoReaderError], path: str) -> list[str]:
+        text = str(error.value).replace(path, "<file>")
+        return text.split("why each reader refused:\n", 1)[1].splitlines()[:1]
+
+    copy = next((tmp_path / "cache").rglob("broken.nd2"))
+    assert refusals(remote_error, str(copy))[0].startswith("  nd2: ")
+    assert refusals(remote_error, str(copy)) == refusals(local_error, str(junk))

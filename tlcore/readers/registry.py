@@ -20,6 +20,10 @@ Once chosen, every call for that source goes to the same plugin.
 A remote source (``s3://``, ``gs://``...) whose reader reads local files only
 (``ReaderInfo.remote=False``: ND2, CZI, LIF) is fetched once into tlcore's local cache
 (:mod:`tlcore.io.remote`) and the reader is handed the copy; the image keeps the remote URL.
+Choosing does not fetch it when the extension settles the choice (one reader claims it, and a
+refusal would leave no other): that reader's ``can_open`` is asked on the local copy when the
+first hook call fetches it, and a refusal raises the same :class:`NoReaderError` (same reader,
+same reason) that choosing would have raised.
 """
 
 from __future__ import annotations
@@ -114,6 +118,9 @@ class Registry:
         self._discover_pending = entry_points
         self._order: list[str] | None = None
         self._chosen: dict[tuple[Any, ...], str] = {}
+        #: remote sources chosen by extension for a local-only reader whose can_open is still
+        #: to be asked on the local copy (source key -> the extension matches, for messages)
+        self._unverified: dict[tuple[Any, ...], list[tuple[PluginRecord, int]]] = {}
         self._lock = threading.RLock()
 
     # -- discovery ---------------------------------------------------------------------------
@@ -182,7 +189,7 @@ class Registry:
                 name = info.name
             info = self._register(plugin, name)
             self._records[name] = PluginRecord(name, "loaded", info=info)
-            self._chosen.clear()
+            self._forget_choices()
             return info
 
     def unregister(self, name: str) -> None:
@@ -192,14 +199,19 @@ class Registry:
             if self._pm.has_plugin(name):
                 self._pm.unregister(name=name)
             self._records.pop(name, None)
-            self._chosen.clear()
+            self._forget_choices()
 
     def set_order(self, names: Sequence[str] | None) -> None:
         """Rank these readers first, in this order, whatever their priority.
         ``None`` goes back to ``TLCORE_READER_ORDER``."""
         with self._lock:
             self._order = list(names) if names is not None else None
+            self._forget_choices()
+
+    def _forget_choices(self) -> None:
+        with self._lock:
             self._chosen.clear()
+            self._unverified.clear()
 
     # -- queries -----------------------------------------------------------------------------
     def records(self) -> list[PluginRecord]:
@@ -226,7 +238,10 @@ class Registry:
         self._ensure_discovered()
         if not self._pm.has_plugin(name):
             raise self._unknown_reader(name)
-        source = self._for_reader(name, source)
+        seen = self._for_reader(name, source)
+        if source.key in self._unverified:
+            self._verify(name, source, seen)
+        source = seen
         try:
             return self._caller(hook, name)(source=source, **kwargs)
         except (FileNotFoundError, PermissionError):
@@ -240,6 +255,12 @@ class Registry:
                 f" in {hook}: {type(exc).__name__}: {exc}"
             ) from exc
 
+    @staticmethod
+    def _needs_copy(record: PluginRecord, source: Source) -> bool:
+        """Whether reader ``record`` is handed a local copy of ``source`` (remote source,
+        local-only reader)."""
+        return not source.is_local and record.info is not None and not record.info.remote
+
     def _for_reader(self, name: str, source: Source) -> Source:
         """The source as reader ``name`` sees it: a local-only reader (``remote=False``) gets
         the cached local copy of a remote file (:mod:`tlcore.io.remote`), fetched on first use."""
@@ -251,6 +272,32 @@ class Registry:
         from tlcore.io import remote
 
         return remote.local_source(source)
+
+    def _verify(self, name: str, source: Source, seen: Source) -> None:
+        """Ask ``can_open`` of the reader chosen by extension alone for the remote ``source``,
+        now that its local copy ``seen`` exists; a refusal raises what choosing would have."""
+        with self._lock:
+            by_ext = self._unverified.get(source.key)
+        if by_ext is None:
+            return
+        accepted, refusal = self._ask(name, seen, sniffing=False)
+        if not accepted:
+            refusals = [refusal] if refusal is not None else []
+            raise NoReaderError(self._no_reader_message(source, by_ext, refusals))
+        with self._lock:
+            self._unverified.pop(source.key, None)
+
+    def _ask(self, name: str, seen: Source, sniffing: bool) -> tuple[bool, Refusal | None]:
+        """Reader ``name``'s ``can_open`` verdict on ``seen``: accepted, or the refusal."""
+        try:
+            verdict = self._caller("can_open", name)(source=seen)
+        except Exception as exc:
+            return False, Refusal(name, f"can_open raised {type(exc).__name__}: {exc}")
+        if verdict is True or (verdict is None and not sniffing):
+            return True, None
+        if verdict is None or verdict is False:
+            return False, None if sniffing else Refusal(name, "declined")
+        return False, Refusal(name, str(verdict))
 
     # -- selection ---------------------------------------------------------------------------
     def _user_order(self) -> list[str]:
@@ -311,6 +358,13 @@ class Registry:
         # Asked in rank order, stopping at the first yes: the same choice as asking all, and a
         # low-priority catch-all (the bioio bridge, whose can_open imports bioio) is asked only
         # when every reader above it said no.
+        if not sniffing and len(candidates) == 1 and self._needs_copy(candidates[0][0], source):
+            # One reader claims the extension and it reads local copies only: its refusal
+            # would leave no other reader, so the choice is settled without fetching the file;
+            # can_open is asked on the copy the first hook call fetches (_verify).
+            with self._lock:
+                self._unverified[source.key] = list(by_ext)
+            return candidates[0][0].name
         accepted: list[tuple[PluginRecord, int]] = []
         refusals: list[Refusal] = []
         for rec, n in sorted(candidates, key=rank):
@@ -319,18 +373,11 @@ class Registry:
             # A failed download (missing object, no credentials, endpoint down) is the
             # answer, not one reader's refusal: it propagates.
             seen = source if sniffing else self._for_reader(rec.name, source)
-            try:
-                verdict = self._caller("can_open", rec.name)(source=seen)
-            except Exception as exc:
-                refusals.append(Refusal(rec.name, f"can_open raised {type(exc).__name__}: {exc}"))
-                continue
-            if verdict is True or (verdict is None and not sniffing):
+            ok, refusal = self._ask(rec.name, seen, sniffing)
+            if ok:
                 accepted.append((rec, n))
-            elif verdict is None or verdict is False:
-                if not sniffing:
-                    refusals.append(Refusal(rec.name, "declined"))
-            else:
-                refusals.append(Refusal(rec.name, str(verdict)))
+            elif refusal is not None:
+                refusals.append(refusal)
         if not accepted:
             raise NoReaderError(self._no_reader_message(source, by_ext, refusals))
         return accepted[0][0].name
