@@ -340,3 +340,34 @@ def test_an_unpickled_dataset_reads_only_its_chunks(
     sent = relay.lines[n:]
     assert sorted(sent) == sorted(_chunk_gets(sample, store_url)), sent
     assert np.array_equal(sample["raw"].numpy(), _expected_pixels(store_url, s3_server, sample))
+
+
+def test_a_throttled_request_waits_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """While one request backs off from 503s, the others in flight finish: nothing waits for
+    the throttled one (the order of completion, not a timing)."""
+    import asyncio
+
+    slow = OSError("An error occurred (SlowDown): Please reduce your request rate.")
+    monkeypatch.setattr(remote, "jittered", lambda attempt: 0.05)  # a fixed wait, for order
+    finished: list[str] = []
+
+    async def request(name: str, failures: int) -> str:
+        calls: list[int] = []
+
+        async def once() -> str:
+            calls.append(1)
+            if len(calls) <= failures:
+                raise slow
+            await asyncio.sleep(0.001)
+            return name
+
+        got = await remote.retry_async(once, f"reading {name}", 4)
+        finished.append(got)
+        return got
+
+    async def crop() -> list[str]:
+        return list(await asyncio.gather(request("throttled", 3), request("a", 0),
+                                         request("b", 0)))  # fmt: skip
+
+    assert asyncio.run(crop()) == ["throttled", "a", "b"]
+    assert finished[-1] == "throttled" and set(finished[:2]) == {"a", "b"}
