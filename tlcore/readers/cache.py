@@ -64,12 +64,16 @@ def open_cached(
         if image is not None:
             _images.move_to_end(key)
             return image
+        # Revived under the lock: a worker's prefetch thread and its main thread asking for
+        # the same image at once get the one revived copy, not a second opening.
         inherited = _inherited.pop(key, None)
-    image = _revive(inherited) if inherited is not None else None
-    if image is None:
-        image = open_lazy(
-            path, scene=scene, level=level, reader=reader, storage_options=storage_options or None
-        )
+        image = _revive(inherited) if inherited is not None else None
+        if image is not None:
+            _images[key] = image
+            return image
+    image = open_lazy(
+        path, scene=scene, level=level, reader=reader, storage_options=storage_options or None
+    )
     with _lock:
         _images[key] = image
         while len(_images) > max_images:
