@@ -57,3 +57,57 @@ def test_a_handover_names_only_the_paths_asked_for(
     cache.open_cached(b)
     assert [k[0] for k, _ in cache.handover([a]).entries] == [str(a)]
     assert len(cache.handover()) == 2
+
+
+def test_a_file_rewritten_on_disk_is_opened_again_not_read_through_stale_offsets(
+    tmp_path: Path,
+) -> None:
+    """The cached image of a TIFF describes its pages' offsets: after the file is rewritten
+    (here in place, same inode, other pixels and another shape), reading through it would give
+    plausible garbage. The cache sees the change and opens the file again."""
+    import os
+
+    import tifffile
+
+    path = tmp_path / "movie.tif"
+    first = np.arange(2 * 8 * 16, dtype=np.uint16).reshape(2, 8, 16)
+    tifffile.imwrite(path, first, metadata={"axes": "ZYX"})
+    image = cache.open_cached(path)
+    assert cache.open_cached(path) is image  # unchanged: the same image, no second opening
+    assert np.array_equal(np.asarray(image.data.compute()).reshape(first.shape), first)
+
+    second = (np.arange(5 * 16 * 32, dtype=np.uint16) * 7).reshape(5, 16, 32)
+    inode = path.stat().st_ino
+    written = tmp_path / "second.tif"
+    tifffile.imwrite(written, second, metadata={"axes": "ZYX"})
+    with open(path, "r+b") as out:  # rewrite in place: the same inode, new bytes
+        out.truncate(0)
+        out.write(written.read_bytes())
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    assert path.stat().st_ino == inode
+
+    again = cache.open_cached(path)
+    assert again is not image
+    assert np.array_equal(np.asarray(again.data.compute()).reshape(second.shape), second)
+
+
+def test_a_handed_over_image_of_a_rewritten_file_is_opened_again(
+    synthetic_store: Callable[..., Path],
+) -> None:
+    """The handover carries what the file looked like when the parent opened it: a worker
+    that starts after the store was written anew opens it again."""
+    import shutil
+
+    store = synthetic_store("s.ome.zarr", shape=(1, 1, 2, 16, 16), chunks=(1, 1, 2, 16, 16))
+    image = cache.open_cached(store)
+    blob = pickle.dumps(cache.handover([store]))
+    cache.clear()
+    moved = store.with_name("old.ome.zarr")
+    shutil.copytree(store, moved)
+    shutil.rmtree(store)
+    shutil.copytree(moved, store)  # the same content, written anew: a new folder
+    handed = pickle.loads(blob)
+    assert len(handed) == 1
+    again = cache.open_cached(store)
+    assert again is not handed.entries[0][1]
+    assert again.shape == image.shape

@@ -38,6 +38,8 @@ _lock = threading.Lock()
 _images: OrderedDict[tuple[Any, ...], LazyImage] = OrderedDict()
 #: A forked child's images from its parent, not used until revived (:func:`_revive`).
 _inherited: dict[tuple[Any, ...], LazyImage] = {}
+#: What each local file or store looked like on disk when its image was opened (:func:`_stamp`).
+_stamps: dict[tuple[Any, ...], tuple[Any, ...] | None] = {}
 _log = logging.getLogger(__name__)
 #: How many opened images each process keeps (the least recently used ones are dropped).
 max_images = 256
@@ -50,6 +52,43 @@ def _key(
     return (os.fspath(path) if isinstance(path, os.PathLike) else str(path), scene, level, options)
 
 
+#: Files beside a store's root whose rewrite means the store was rewritten (zarr v2 and v3).
+_STORE_METADATA = ("zarr.json", ".zattrs", ".zgroup", ".zarray")
+
+
+def _stamp(path: str) -> tuple[Any, ...] | None:
+    """What a local file (or a store's folder and its root metadata) looks like on disk: inode,
+    size and modification time. None for a URL: asking an object store costs a request, and
+    remote objects are read as versioned by their ETag (:mod:`tlcore.io.remote`)."""
+    if "://" in path and not path.startswith("file://"):
+        return None
+    local = path.removeprefix("file://")
+    found: list[Any] = []
+    for name in ("", *_STORE_METADATA):
+        try:
+            st = os.stat(os.path.join(local, name) if name else local)
+        except OSError:
+            found.append(None)  # a file that is gone, or was never there
+            continue
+        found.append((st.st_ino, st.st_size, st.st_mtime_ns))
+        if not name and not os.path.isdir(local):
+            break
+    return tuple(found)
+
+
+def _fresh(key: tuple[Any, ...]) -> bool:
+    """Whether the image cached under ``key`` still describes its file (called under the
+    lock). A file rewritten since it was opened would be read through stale offsets and
+    shapes: plausible garbage, so its image is dropped and the file opened again."""
+    if key not in _stamps or _stamps[key] == _stamp(key[0]):
+        return True
+    _log.info("%s changed on disk since it was opened; opening it again", key[0])
+    _images.pop(key, None)
+    _inherited.pop(key, None)
+    _stamps.pop(key, None)
+    return False
+
+
 def open_cached(
     path: Any,
     scene: int | str | None = 0,
@@ -57,9 +96,13 @@ def open_cached(
     storage_options: Mapping[str, Any] | None = None,
     reader: str | None = None,
 ) -> LazyImage:
-    """:func:`tlcore.open_lazy`, once per process for each (path, scene, level, options)."""
+    """:func:`tlcore.open_lazy`, once per process for each (path, scene, level, options).
+
+    A local file or store rewritten on disk since it was opened (another inode, size or
+    modification time; for a store, of its folder or root metadata) is opened again."""
     key = (*_key(path, scene, level, storage_options), reader)
     with _lock:
+        _fresh(key)
         image = _images.get(key)
         if image is not None:
             _images.move_to_end(key)
@@ -71,13 +114,15 @@ def open_cached(
         if image is not None:
             _images[key] = image
             return image
+    stamp = _stamp(key[0])  # before opening: a rewrite during the open is seen next time
     image = open_lazy(
         path, scene=scene, level=level, reader=reader, storage_options=storage_options or None
     )
     with _lock:
         _images[key] = image
+        _stamps[key] = stamp
         while len(_images) > max_images:
-            _images.popitem(last=False)
+            _stamps.pop(_images.popitem(last=False)[0], None)
     return image
 
 
@@ -99,6 +144,7 @@ def clear() -> None:
     _lock = threading.Lock()  # a lock held by another thread at fork time stays held in the child
     _images.clear()
     _inherited.clear()
+    _stamps.clear()
 
 
 class Handover:
@@ -107,8 +153,13 @@ class Handover:
 
     Each image is pickled on its own, so one that cannot be is left out, not the whole."""
 
-    def __init__(self, entries: list[tuple[tuple[Any, ...], LazyImage]]) -> None:
+    def __init__(
+        self,
+        entries: list[tuple[tuple[Any, ...], LazyImage]],
+        stamps: Mapping[tuple[Any, ...], tuple[Any, ...] | None] | None = None,
+    ) -> None:
         self.entries = entries
+        self.stamps = dict(stamps or {})
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -120,10 +171,11 @@ class Handover:
                 packed.append((key, pickle.dumps(image, protocol=5)))
             except Exception as exc:
                 _log.debug("%s is not handed over (%s): workers open it again", key[0], exc)
-        return {"packed": packed}
+        return {"packed": packed, "stamps": self.stamps}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.entries = []
+        self.stamps = dict(state.get("stamps", {}))
         for key, blob in state["packed"]:
             image = _revive(blob)
             if image is not None:
@@ -132,8 +184,10 @@ class Handover:
             for key, image in self.entries:
                 if key not in _images:
                     _images[key] = image
+                    if key in self.stamps:
+                        _stamps[key] = self.stamps[key]
             while len(_images) > max_images:
-                _images.popitem(last=False)
+                _stamps.pop(_images.popitem(last=False)[0], None)
 
 
 def handover(paths: Iterable[Any] | None = None) -> Handover:
@@ -142,7 +196,8 @@ def handover(paths: Iterable[Any] | None = None) -> Handover:
     wanted = None if paths is None else {_key(p, None, 0, None)[0] for p in paths}
     with _lock:
         entries = [(k, im) for k, im in _images.items() if wanted is None or k[0] in wanted]
-    return Handover(entries)
+        stamps = {k: _stamps[k] for k, _ in entries if k in _stamps}
+    return Handover(entries, stamps)
 
 
 def _after_fork() -> None:
