@@ -305,8 +305,11 @@ def test_a_truncated_chunk_fails_as_in_zarr(tmp_path: Path, codec: str) -> None:
     fast = zarrfast.open_array(array)
     assert fast is not None
     _same(fast[:32], array[:32])  # the intact chunk
-    with pytest.raises(Exception):  # noqa: B017 - zarr's error type depends on the codec
-        array[32:]
+    if codec != "blosc":
+        # c-blosc reads past a truncated buffer (its header's sizes are trusted), so whether
+        # zarr raises on blosc depends on the memory that follows: undefined, not asserted.
+        with pytest.raises(Exception):  # noqa: B017 - zarr's error type depends on the codec
+            array[32:]
     for partial in (False, True):  # the part needed is there, but zarr fails: so does a prefix
         with pytest.raises(
             ValueError, match="c/1/0: chunk \\(1, 0\\) of the array '/' of the zarr store"
