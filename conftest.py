@@ -128,3 +128,14 @@ def s3_new_bucket(s3_server: dict[str, Any], request: pytest.FixtureRequest) -> 
         region_name="us-east-1",
     ).create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture
+def relay(s3_server: dict[str, Any]) -> Iterator[Any]:
+    """A :class:`tlcore.io.relay.Relay` in front of the loopback S3 server, counting every
+    request (and adding latency or faults where a test asks), stopped after the test."""
+    from tlcore.io.relay import Relay
+
+    r = Relay(str(s3_server["endpoint_url"]))
+    yield r
+    r.stop()

@@ -5,7 +5,7 @@ normalised."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +30,6 @@ def store_url(
         str(local), f"{s3_new_bucket}/movie.ome.zarr", recursive=True
     )
     return f"s3://{s3_new_bucket}/movie.ome.zarr"
-
-
-@pytest.fixture
-def relay(s3_server: dict[str, Any]) -> Iterator[Relay]:
-    r = Relay(str(s3_server["endpoint_url"]))
-    yield r
-    r.stop()
 
 
 def _delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:

@@ -46,13 +46,6 @@ def remote_movie(s3_server: dict[str, Any], tmp_path_factory: pytest.TempPathFac
     return f"s3://{bucket}/movie.ome.zarr"
 
 
-@pytest.fixture
-def relay(s3_server: dict[str, Any]) -> Iterator[Relay]:
-    r = Relay(str(s3_server["endpoint_url"]))
-    yield r
-    r.stop()
-
-
 @pytest.fixture(autouse=True)
 def _fresh_cache() -> Iterator[None]:
     ahead.uninstall()
