@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from tlcore.cli.preview import LABEL, TILE, preview
 
@@ -45,6 +46,8 @@ def test_preview_draws_what_training_draws(
         assert dataset[(0, position)]["T"] == again[(0, position)]["T"]
 
 
+# ~25 s: two real `tlcore preview` processes (torch, MONAI and Lightning imported in each)
+@pytest.mark.slow
 def test_preview_command_with_arguments_and_with_a_config(
     synthetic_store: Callable[..., Path], tmp_path: Path
 ) -> None:

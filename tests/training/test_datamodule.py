@@ -231,6 +231,8 @@ dist.destroy_process_group()
 """
 
 
+# ~24 s: two real torch.distributed (gloo) processes
+@pytest.mark.slow
 def test_two_ranks_share_an_epoch_without_overlap(stores: list[Path], tmp_path: Path) -> None:
     manifest = tmp_path / "m.csv"
     _frame(stores).to_csv(manifest, index=False)
