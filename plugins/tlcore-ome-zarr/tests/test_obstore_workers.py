@@ -112,6 +112,24 @@ def test_two_obstore_workers_give_the_batches_of_s3fs_and_of_0_workers(
     assert all(agent != "object_store" for _, agent, _ in _seen(relay, since))
 
 
+def test_throttled_obstore_reads_are_retried_by_tlcore(
+    s3_server: dict[str, Any], remote_movie: str, relay: Relay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reference, _ = _epoch(remote_movie, relay.options(s3_server), 0, relay)
+    # 30% of reads answered 503 SlowDown. obstore's own retries are off (max_retries=0), so
+    # the epoch completes only if tlcore retries each read (tlcore.io.remote.retry_async).
+    throttling = Relay(str(s3_server["endpoint_url"]), throttle=0.3, seed=2)
+    monkeypatch.setenv(clients.ENV, "obstore")
+    try:
+        got, opened = _epoch(remote_movie, throttling.options(s3_server), 2, throttling)
+        assert throttling.throttled > 0
+        agents = Counter(throttling.agents[opened:])
+    finally:
+        throttling.stop()
+    assert _same(got, reference)
+    assert set(agents) == {"object_store"}, agents
+
+
 def test_only_options_with_a_clean_equivalent_map_to_obstore() -> None:
     base = {"endpoint_url": "http://127.0.0.1:9", "key": "k", "secret": "s",
             "client_kwargs": {"region_name": "eu-west-1"}, "tlcore_retries": 2,
