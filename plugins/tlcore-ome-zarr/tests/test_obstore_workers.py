@@ -153,11 +153,3 @@ def test_only_options_with_a_clean_equivalent_map_to_obstore() -> None:
     ):
         assert s3_store_kwargs("s3://b/m.zarr", other) is None, other
     assert s3_store_kwargs("gs://b/m.zarr", base) is None
-
-
-def test_the_switch_refuses_an_unknown_client(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(clients.ENV, "boto")
-    with pytest.raises(ValueError, match="TLCORE_S3_CLIENT"):
-        clients.use_obstore()
-    monkeypatch.setenv(clients.ENV, "obstore")
-    assert not clients.use_obstore()  # this process is no DataLoader worker
