@@ -74,14 +74,14 @@ class RemoteStore(WrapperStore[Store]):
     def _obstore(self) -> Any:
         """This process's obstore store for chunk reads, or None (s3fs reads them)."""
         if self._obs_pid != os.getpid():  # decided once per process (a fork decides again)
-            self._obs_pid = os.getpid()
-            self._obs = False
-            if clients.use_obstore():
+            store: Any = False
+            if clients.use_obstore():  # may raise (asked for obstore, not installed)
                 from tlcore_ome_zarr import s3client
 
                 kwargs = s3client.s3_store_kwargs(self.uri, self.options)
                 if kwargs is not None:
-                    self._obs = s3client.open_s3(kwargs)
+                    store = s3client.open_s3(kwargs)
+            self._obs, self._obs_pid = store, os.getpid()
         return self._obs or None
 
     async def _read(
@@ -106,6 +106,7 @@ class RemoteStore(WrapperStore[Store]):
             found, data = await cache.lookup_async(f"{self.uri}/{key}")
             if found:
                 return None if data is None else prototype.buffer.from_bytes(data)
+        self._obstore()  # the client is chosen outside the retries: a refusal is not retried
         return await retry_async(
             lambda: self._read(key, prototype, byte_range),
             f"reading {self.uri}/{key}",

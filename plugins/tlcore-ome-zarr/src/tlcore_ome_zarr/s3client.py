@@ -120,17 +120,17 @@ async def get(
     try:
         if byte_range is None:
             resp = await obs.get_async(store, key)
-            return prototype.buffer.from_bytes(await resp.bytes_async())  # type: ignore[arg-type]
+            return prototype.buffer.from_bytes(await resp.bytes_async())
         if isinstance(byte_range, RangeByteRequest):
             data = await obs.get_range_async(store, key, start=byte_range.start, end=byte_range.end)
-            return prototype.buffer.from_bytes(data)  # type: ignore[arg-type]
+            return prototype.buffer.from_bytes(data)
         if isinstance(byte_range, OffsetByteRequest):
             resp = await obs.get_async(store, key, options={"range": {"offset": byte_range.offset}})
         elif isinstance(byte_range, SuffixByteRequest):
             resp = await obs.get_async(store, key, options={"range": {"suffix": byte_range.suffix}})
         else:
             raise TypeError(f"unexpected byte range {byte_range!r}")
-        return prototype.buffer.from_bytes(await resp.bytes_async())  # type: ignore[arg-type]
+        return prototype.buffer.from_bytes(await resp.bytes_async())
     except FileNotFoundError:
         return None
     except (PermissionDeniedError, UnauthenticatedError) as exc:
