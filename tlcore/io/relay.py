@@ -55,6 +55,8 @@ class Relay:
         self._stopped = False
         #: The request lines seen (``"GET /bucket/key"``), in order.
         self.lines: list[str] = []
+        #: The client of each of :attr:`lines` (its User-Agent's first word, lower case).
+        self.agents: list[str] = []
         threading.Thread(target=self._accept, daemon=True).start()
 
     # -- counters ----------------------------------------------------------------------------
@@ -126,6 +128,7 @@ class Relay:
                     with self._lock:
                         self._methods[name] += 1
                         self.lines.append(" ".join(data[:300].decode("latin-1").split(" ")[:2]))
+                        self.agents.append(_agent(data))
                         self._up += len(data)
                         throttled = name in ("GET", "HEAD") and self._rng.random() < self.throttle
                         if throttled:
@@ -184,3 +187,13 @@ def _shutdown(*sockets: socket.socket) -> None:
     for s in sockets:
         with contextlib.suppress(OSError):
             s.shutdown(socket.SHUT_RDWR)
+
+
+def _agent(head: bytes) -> str:
+    """The first word of a request head's User-Agent (``"object_store"``, ``"botocore"``...)."""
+    text = head[:8192].decode("latin-1").lower()
+    at = text.find("\r\nuser-agent:")
+    if at < 0:
+        return ""
+    value = text[at + len("\r\nuser-agent:") :].split("\r\n", 1)[0].strip()
+    return value.split("/", 1)[0].split(" ", 1)[0]

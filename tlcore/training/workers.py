@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+import tlcore.io.clients  # noqa: F401  (its fork hook must be in place before workers fork)
+
 
 def worker_init(worker_id: int) -> None:
     """Set up a DataLoader worker: one torch thread, dask's synchronous scheduler, global
@@ -16,8 +18,10 @@ def worker_init(worker_id: int) -> None:
 
     import dask
 
+    from tlcore.io import clients
     from tlcore.lazy import cpu
 
+    clients.mark_worker()  # S3 chunk reads may use obstore here (TLCORE_S3_CLIENT)
     info = torch.utils.data.get_worker_info()
     cpu.set_sharing(info.num_workers if info is not None else 1)
 

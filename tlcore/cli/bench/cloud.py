@@ -11,7 +11,10 @@ from local disk and from S3 at each latency, for each worker count, and one tabl
 * GET and HEAD requests per crop and KiB on the wire per crop, against the compressed bytes
   of the chunks a crop touches on average (from the stored chunk sizes and the crop's expected
   chunk span);
-* tensorstore reading the same crops with 8 threads in one process, where it is installed.
+* tensorstore reading the same crops with 8 threads in one process, where it is installed;
+* the loader's CPU per crop (parent and workers; the servers run in processes of their own);
+* with ``--s3-client s3fs,obstore``, the S3 rows once per client of the workers' chunk reads
+  (``TLCORE_S3_CLIENT``, :mod:`tlcore.io.clients`).
 
 A loopback server shares the cores with the loader: compare a run at 30 ms with the same run
 at 0 ms (how much latency is hidden) rather than with local disk alone.
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import multiprocessing as mp
+import os
 import shutil
 import socket
 import subprocess
@@ -34,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from tlcore.cli.bench import zyx
+from tlcore.io.clients import DEFAULT, ENV
 
 BUCKET = "tlcore-bench"
 CREDENTIALS = {"key": "bench", "secret": "bench", "client_kwargs": {"region_name": "us-east-1"}}
@@ -51,6 +56,7 @@ class Row:
     heads: float = float("nan")
     kib: float = float("nan")
     throttled: int = 0
+    cpu_ms: float = float("nan")  # the loader's CPU per crop: parent and workers
     firsts: list[float] = field(default_factory=list)  # when each worker's first crop arrived
 
     @property
@@ -160,11 +166,11 @@ def _epoch(
     prefetch: bool | None = None,
     ready: Callable[[], None] | None = None,
 ) -> tuple[float, list[float]]:
-    """One epoch of ``crops`` random crops through the datamodule: the seconds it took and
-    when each crop arrived. The parent opens (validates) the file first, as a training run
-    does, and workers get the opened image handed over (:mod:`tlcore.readers.cache`);
-    ``ready`` is called once that is done, just before the clock starts (request counts
-    start there)."""
+    """One epoch of ``crops`` random crops through the datamodule: the loader's CPU seconds
+    (this process and its workers, joined at the epoch's end) and when each crop arrived.
+    The parent opens (validates) the file first, as a training run does, and workers get the
+    opened image handed over (:mod:`tlcore.readers.cache`); ``ready`` is called once that is
+    done, just before the clock starts (request counts start there)."""
     import pandas as pd
     from monai.transforms import Compose
 
@@ -191,9 +197,18 @@ def _epoch(
     dm.setup("fit")
     if ready is not None:
         ready()
+    import resource
+
+    def cpu() -> float:
+        own, kids = (
+            resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+        )
+        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+    cpu0 = cpu()
     started = time.perf_counter()
     arrivals = [time.perf_counter() - started for _ in dm.train_dataloader()]
-    return arrivals[-1], arrivals
+    return cpu() - cpu0, arrivals
 
 
 def _row(what: str, workers: int, crops: int, arrivals: list[float]) -> Row:
@@ -211,10 +226,13 @@ def _s3_row(relay: RelayProcess, what: str, url: str, workers: int,
     """One epoch from S3 through ``relay``: crops/s, first crops, requests and bytes per crop
     (counted from the end of the parent's opening to the end of the epoch)."""
     counts: list[dict[str, int]] = []
-    _, arrivals = _epoch(url, relay_options(relay.url), workers, args.crops, args.crop,
-                         args.seed, prefetch, lambda: counts.append(relay.snapshot()))  # fmt: skip
+    cpu, arrivals = _epoch(
+        url, relay_options(relay.url), workers, args.crops, args.crop, args.seed, prefetch,
+        lambda: counts.append(relay.snapshot()),
+    )  # fmt: skip
     before, after = counts[0], relay.snapshot()
     row = _row(what, workers, args.crops, arrivals)
+    row.cpu_ms = cpu / args.crops * 1000
     row.gets = (after.get("GET", 0) - before.get("GET", 0)) / args.crops
     row.heads = (after.get("HEAD", 0) - before.get("HEAD", 0)) / args.crops
     row.kib = (after["bytes_down"] - before["bytes_down"]) / args.crops / 1024
@@ -237,9 +255,11 @@ def _tensorstore_note(relay: RelayProcess, latency: float, rows: list[Row],
     head = f"tensorstore, {THREADS} threads, {latency:g} ms: "
     if isinstance(rate, str):
         return head + rate
-    ours = [r for r in rows if r.what == f"S3 zarr {latency:g} ms"]
+    ours = [r for r in rows if r.what.startswith("S3 zarr") and r.what.endswith(f" {latency:g} ms")]
     ratios = ", ".join(
-        f"{r.workers} workers {r.rate / rate:.2f}x (steady {r.steady / rate:.2f}x)" for r in ours
+        f"{r.what.removeprefix('S3 zarr ').removesuffix(f' {latency:g} ms') or 'default'}, "
+        f"{r.workers} workers {r.rate / rate:.2f}x (steady {r.steady / rate:.2f}x)"
+        for r in ours
     )
     return head + f"{rate:.1f} crops/s; tlcore/tensorstore: {ratios}"
 
@@ -284,6 +304,12 @@ def run(args: argparse.Namespace) -> int:
     workers = [int(w) for w in args.workers.split(",")]
     tiff_workers = [int(w) for w in args.tiff_workers.split(",")]
     latencies = [float(ms) for ms in args.latency.split(",")]
+    saved = original = os.environ.get(ENV)
+    # one client: rows named as before; several: a row per client, named after it
+    s3_clients = [c.strip() for c in args.s3_client.split(",")] if args.s3_client else [""]
+    s3_clients = s3_clients if len(s3_clients) > 1 else [""]
+    if args.s3_client and len(s3_clients) == 1:
+        saved = args.s3_client.strip()
     tmp = Path(tempfile.mkdtemp(prefix="tlcore-bench-cloud-"))
     rows: list[Row] = []
     notes: list[str] = []
@@ -298,8 +324,9 @@ def run(args: argparse.Namespace) -> int:
         if args.tiff:
             _write_tiff(store, tiff, args.chunks[1])
         for w in workers:
-            _, arrivals = _epoch(str(store), {}, w, args.crops, args.crop, args.seed)
+            cpu, arrivals = _epoch(str(store), {}, w, args.crops, args.crop, args.seed)
             rows.append(_row("local disk", w, args.crops, arrivals))
+            rows[-1].cpu_ms = cpu / args.crops * 1000
             _print_row(rows[-1])
         with moto_server() as endpoint:
             options = {"endpoint_url": endpoint, **CREDENTIALS}
@@ -315,9 +342,11 @@ def run(args: argparse.Namespace) -> int:
                 relay = RelayProcess(endpoint, latency / 1000)
                 try:
                     for (kind, url), (label, ahead) in _prefetch_runs(targets, args.prefetch):
-                        for w in workers if kind == "zarr" else tiff_workers:
-                            what = f"S3 {kind}{label} {latency:g} ms"
-                            rows.append(_s3_row(relay, what, url, w, args, ahead))
+                        for client in s3_clients:
+                            os.environ[ENV] = client or saved or DEFAULT  # read by the workers
+                            for w in workers if kind == "zarr" else tiff_workers:
+                                what = f"S3 {kind}{label}{client and ' ' + client} {latency:g} ms"
+                                rows.append(_s3_row(relay, what, url, w, args, ahead))
                     if args.tensorstore:
                         notes.append(_tensorstore_note(relay, latency, rows, args))
                 finally:
@@ -327,6 +356,9 @@ def run(args: argparse.Namespace) -> int:
             notes += faulty_notes
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        os.environ.pop(ENV, None)
+        if original is not None:
+            os.environ[ENV] = original
     print()
     print(table(rows, touched_kib, per_crop, args))
     for note in notes:
@@ -379,8 +411,8 @@ def table(rows: list[Row], touched_kib: float, per_crop: float, args: argparse.N
         f"{args.shape} uint16, chunks {args.chunks} zstd; a crop touches {per_crop:.2f} chunks, "
         f"{touched_kib:.0f} KiB compressed, on average\n\n"
         "| source | workers | crops/s | steady crops/s | vs 0 ms | slowest first crop (s) "
-        "| GET/crop | HEAD/crop | KiB/crop | / touched |\n"
-        "|---|---|---|---|---|---|---|---|---|---|"
+        "| GET/crop | HEAD/crop | KiB/crop | / touched | CPU ms/crop |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|"
     )
     lines = [head]
     for r in rows:
@@ -392,10 +424,11 @@ def table(rows: list[Row], touched_kib: float, per_crop: float, args: argparse.N
         lines.append(
             f"| {r.what} | {r.workers} | {r.rate:.1f} | {r.steady:.1f} | {ratio} | {r.first_s:.2f} "
             + (
-                f"| {r.gets:.2f} | {r.heads:.2f} | {r.kib:.0f} | {r.kib / touched_kib:.2f}x |"
+                f"| {r.gets:.2f} | {r.heads:.2f} | {r.kib:.0f} | {r.kib / touched_kib:.2f}x "
                 if remote
-                else "| | | | |"
+                else "| | | | "
             )
+            + f"| {r.cpu_ms:.0f} |"
         )
     return "\n".join(lines)
 
@@ -425,6 +458,10 @@ def register(
         help="fetching the next samples' chunks ahead in the S3 rows (auto: the datamodule's "
         "default, on for remote images; both: a row with and without)",
     )
+    p.add_argument("--s3-client", default="",
+                   help="the DataLoader workers' S3 client for chunk reads (TLCORE_S3_CLIENT): "
+                   "s3fs, obstore or auto; comma-separated for a row per client, e.g. "
+                   "s3fs,obstore (default: the environment's, else s3fs)")  # fmt: skip
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--throttle", type=float, default=0.2,
                    help="share of reads answered 503 SlowDown in the fault rows, at the last "

@@ -9,15 +9,18 @@
   tlcore's defaults) and :func:`tlcore.io.remote.retry_async` retries each read on its own,
   with a jittered backoff: a throttled request waits without holding up the others in flight.
 
-obstore (zarr's ``ObjectStore``) also sends one GET per chunk, but a process forked after its
-parent used obstore hangs on its first request (NOTES, "Object storage"), and DataLoader workers
-are forked by default: s3fs is kept.
+* The client: s3fs, except in DataLoader workers where ``TLCORE_S3_CLIENT`` (``obstore`` or
+  ``auto``) and :func:`tlcore.io.clients.use_obstore` allow obstore (about a third of s3fs's
+  CPU per GET; a process forked after its parent used obstore hangs, so the parent never
+  does). Decided per process at the first read; the storage options must map
+  (:func:`tlcore_ome_zarr.s3client.s3_store_kwargs`), else s3fs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -26,6 +29,7 @@ from zarr.core.buffer import Buffer, BufferPrototype
 from zarr.storage import WrapperStore
 
 from tlcore import Source
+from tlcore.io import clients
 from tlcore.io import prefetch as ahead
 from tlcore.io.remote import RETRIES_OPTION, attempts_for, retry_async
 from tlcore.io.source import S3_CONFIG_DEFAULTS
@@ -51,10 +55,46 @@ class RemoteStore(WrapperStore[Store]):
     def __init__(self, store: Store, uri: str, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(store)
         self.uri = uri
-        self.attempts = attempts_for(options or {})
+        self.options = dict(options or {})
+        self.attempts = attempts_for(self.options)
+        self._obs: Any = None  # this process's obstore S3Store, or False: s3fs here
+        self._obs_pid = 0
 
     def _with_store(self, store: Store) -> RemoteStore:
-        return type(self)(store, self.uri, {RETRIES_OPTION: self.attempts})
+        return type(self)(store, self.uri, {**self.options, RETRIES_OPTION: self.attempts})
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_obs"], state["_obs_pid"] = None, 0  # decided again in each process
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def _obstore(self) -> Any:
+        """This process's obstore store for chunk reads, or None (s3fs reads them)."""
+        if self._obs_pid != os.getpid():  # decided once per process (a fork decides again)
+            store: Any = False
+            if clients.use_obstore():  # may raise (asked for obstore, not installed)
+                from tlcore_ome_zarr import s3client
+
+                kwargs = s3client.s3_store_kwargs(self.uri, self.options)
+                if kwargs is not None:
+                    store = s3client.open_s3(kwargs)
+            self._obs, self._obs_pid = store, os.getpid()
+        return self._obs or None
+
+    async def _read(
+        self, key: str, prototype: BufferPrototype, byte_range: ByteRequest | None = None
+    ) -> Buffer | None:
+        """One attempt at one read, through this process's client."""
+        store = self._obstore()
+        if store is not None:
+            from tlcore_ome_zarr.s3client import get
+
+            return await get(store, key, prototype, byte_range)
+        self._no_fs_retries()
+        return await self._store.get(key, prototype, byte_range)
 
     async def get(
         self, key: str, prototype: BufferPrototype, byte_range: ByteRequest | None = None
@@ -66,9 +106,9 @@ class RemoteStore(WrapperStore[Store]):
             found, data = await cache.lookup_async(f"{self.uri}/{key}")
             if found:
                 return None if data is None else prototype.buffer.from_bytes(data)
-        self._no_fs_retries()
+        self._obstore()  # the client is chosen outside the retries: a refusal is not retried
         return await retry_async(
-            lambda: self._store.get(key, prototype, byte_range),
+            lambda: self._read(key, prototype, byte_range),
             f"reading {self.uri}/{key}",
             self.attempts,
         )
@@ -101,7 +141,7 @@ class RemoteStore(WrapperStore[Store]):
         async def one(key: str) -> None:
             name = f"{self.uri}/{key}"
             try:
-                found = await self._store.get(key, proto)
+                found = await self._read(key, proto)
             except Exception:
                 cache.fill(name, None, ok=False)
                 return
@@ -110,7 +150,6 @@ class RemoteStore(WrapperStore[Store]):
         async def every() -> None:
             await asyncio.gather(*(one(k) for k, _ in claimed))
 
-        self._no_fs_retries()
         try:  # zarr's event loop: the one the store's connections belong to
             sync(every())
         finally:
