@@ -311,6 +311,8 @@ def test_a_forked_worker_reads_only_its_chunks(
     assert np.array_equal(sample["raw"].numpy(), _expected_pixels(store_url, s3_server, sample))
 
 
+# ~13 s: a new interpreter (torch, MONAI) unpickles the dataset: in make test-slow.
+@pytest.mark.slow
 def test_an_unpickled_dataset_reads_only_its_chunks(
     s3_server: dict[str, Any], store_url: str, relay: Relay, tmp_path: Path
 ) -> None:

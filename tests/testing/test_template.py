@@ -10,7 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
+
+# ~10-14 s: installs nothing, but runs pytest on the generated plugin in a subprocess.
+@pytest.mark.slow
 def test_new_plugin_output_passes_pytest_unchanged(tmp_path: Path) -> None:
     made = subprocess.run(
         [sys.executable, "-m", "tlcore.cli", "new-plugin", "npystack", "--dir", str(tmp_path)],

@@ -84,6 +84,8 @@ def _seen(relay: Relay, since: int, until: int | None = None) -> Counter[tuple[s
     )
 
 
+# Real DataLoader workers against moto, three epochs (~15 s): in make test-slow.
+@pytest.mark.slow
 def test_two_obstore_workers_give_the_batches_of_s3fs_and_of_0_workers(
     s3_server: dict[str, Any], remote_movie: str, relay: Relay, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -112,6 +114,8 @@ def test_two_obstore_workers_give_the_batches_of_s3fs_and_of_0_workers(
     assert all(agent != "object_store" for _, agent, _ in _seen(relay, since))
 
 
+# Real DataLoader workers against moto behind a throttling relay: in make test-slow.
+@pytest.mark.slow
 def test_throttled_obstore_reads_are_retried_by_tlcore(
     s3_server: dict[str, Any], remote_movie: str, relay: Relay, monkeypatch: pytest.MonkeyPatch
 ) -> None:
