@@ -93,3 +93,29 @@ def test_a_forked_child_has_no_cache() -> None:
     finally:
         cache.fill("pending", None, ok=False)
         ahead.uninstall()
+
+
+def test_an_object_a_later_sample_needs_is_kept_decoded_within_the_budget() -> None:
+    import numpy as np
+
+    cache = ahead.AheadCache(budget=150)
+    _fetch(cache, "a", b"x" * 40, until=1)  # only sample 1 needs it
+    _fetch(cache, "b", b"y" * 40, until=2)  # samples 1 and 2 (claimed by both)
+    cache.begin(1)
+    decoded = np.arange(80, dtype=np.uint8)
+    assert not cache.keep_decoded("a", decoded.copy())  # released after this sample anyway
+    assert cache.keep_decoded("b", decoded)
+    assert cache.used == 40 + 80 and cache.stats.kept_decoded == 1
+    assert not decoded.flags.writeable  # shared by the reads of two samples
+    assert cache.lookup("b") == (False, None)  # no bytes held any more: a read fetches them
+    assert cache.lookup_decoded("a") is None
+    found = cache.lookup_decoded("b")
+    assert found is decoded and cache.stats.decoded_hits == 1
+    _fetch(cache, "c", b"z" * 20, until=3)
+    cache.begin(2)
+    assert not cache.keep_decoded("c", np.zeros(200, np.uint8))  # over the budget: kept as bytes
+    assert cache.lookup("c") == (True, b"z" * 20)
+    cache.release(1)
+    assert cache.used == 80 + 20
+    cache.release(3)
+    assert cache.used == 0 and len(cache) == 0

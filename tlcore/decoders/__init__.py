@@ -2,7 +2,8 @@
 ``TLCORE_DECODER``:
 
 * ``tlcore``: tlcore's own reader (:mod:`tlcore.decoders.zarrfast`): the touched chunk files
-  are read and decoded on a few plain threads per process, each by the numcodecs decoder zarr
+  (or, on object storage, the chunk objects, fetched in one concurrent batch) are read and
+  decoded on a few plain threads per process, each by the numcodecs decoder zarr
   uses, so a damaged chunk fails as in zarr (naming the chunk file, the array and the store); safe
   with the default ``fork`` start method, before or after the parent read anything. Sharded
   arrays are read inner chunk by inner chunk (byte ranges of the shard file). Arrays it does
@@ -14,8 +15,9 @@
   array only (zarr's global configuration is left alone).
 
 The names are the libraries that decode. Each applies to readers whose native handle is a
-local zarr array (the OME-Zarr plugin's), on every :meth:`tlcore.lazy.reader.ArrayReader.read` (the
-one-region read and dask's per-chunk tasks alike); other readers read as usual.
+local zarr array (the OME-Zarr plugin's; ``tlcore`` also its remote ones), on every
+:meth:`tlcore.lazy.reader.ArrayReader.read` (the one-region read and dask's per-chunk tasks
+alike); other readers read as usual.
 Decoder handles are cached per reader and checked against the reader's open zarr array, so a
 store rewritten in place and opened again is read with its new layout (and a forked child
 opens its own). Neither tensorstore nor zarrs survives ``fork`` once it has been used: a

@@ -79,12 +79,16 @@ def _open(name: str, native: Any) -> Any | None:
         from zarr.storage import LocalStore
     except ImportError:
         return None
-    if not isinstance(native, zarr.Array) or not isinstance(native.store, LocalStore):
+    if not isinstance(native, zarr.Array):
         return None
     if name == "tlcore":
         from tlcore.decoders import zarrfast
 
-        return zarrfast.open_array(native)  # None where unsupported: zarr reads it
+        # Local folders and object stores that fetch their own chunks; None where
+        # unsupported: zarr reads it.
+        return zarrfast.open_array(native)
+    if not isinstance(native.store, LocalStore):
+        return None
     try:
         if name == "zarrs":
             import zarrs  # noqa: F401  (fails here, not inside zarr, when it is missing)

@@ -16,12 +16,17 @@ other format's range fetch can do the same:
   path: ``(True, data)`` on a hit, waiting for a fetch of ``name`` in flight rather than
   sending a second request; ``(False, None)`` otherwise.
 
+A decoder may then keep what it decoded from an entry in its place
+(:meth:`AheadCache.keep_decoded`) when a later sample of the process also needs that object,
+and the later read takes it (:meth:`AheadCache.lookup_decoded`): the object is fetched and
+decoded once for both (``tlcore.decoders.zarrfast`` does this for remote zarr chunks).
+
 Contract: the cache only changes timing, never bytes (the entries are exactly what a read of
-``name`` returns); it holds at most ``budget`` bytes (a fill that does not fit is dropped and
-counted); an entry is kept until the sample with ordinal ``until`` is done
-(:meth:`AheadCache.release`), so what was consumed is evicted. One cache per process
-(:func:`active`, :func:`install`); a forked child starts without one, and without the parent's
-pending fetches or locks.
+``name`` returns, or what decoding it gives); it holds at most ``budget`` bytes (a fill that
+does not fit is dropped and counted); an entry is kept until the sample with ordinal
+``until`` is done (:meth:`AheadCache.release`), so what was consumed is evicted. One cache per
+process (:func:`active`, :func:`install`); a forked child starts without one, and without the
+parent's pending fetches or locks.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import threading
 from collections.abc import Hashable
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["DEFAULT_BUDGET", "AheadCache", "AheadStats", "active", "install", "uninstall"]
 
@@ -56,6 +62,8 @@ class AheadStats:
     waited: int = 0  #: reads that waited for a fetch in flight (counted in hits if it landed)
     evicted: int = 0  #: entries released unread (mispredicted or not needed after all)
     peak_bytes: int = 0  #: the most bytes held at once
+    kept_decoded: int = 0  #: objects kept decoded for a later sample (keep_decoded)
+    decoded_hits: int = 0  #: reads served an object decoded (lookup_decoded)
 
 
 @dataclass
@@ -64,6 +72,13 @@ class _Entry:
     until: int
     lane: int
     read: bool = False
+    decoded: Any = None  # the object decoded (keep_decoded), in place of its bytes
+
+    @property
+    def nbytes(self) -> int:
+        if self.decoded is not None:
+            return int(self.decoded.nbytes)
+        return len(self.data) if self.data is not None else 0
 
 
 class AheadCache:
@@ -166,11 +181,44 @@ class AheadCache:
     def _hit(self, name: str) -> tuple[bool, bytes | None]:
         with self._cond:
             entry = self._entries.get(name)
-            if entry is None:
+            if entry is None or entry.decoded is not None:  # decoded: no bytes held
                 return False, None
             entry.read = True
             self.stats.hits += 1
             return True, entry.data
+
+    # -- decoded objects -------------------------------------------------------------------------
+    def lookup_decoded(self, name: str) -> Any | None:
+        """The object ``name`` as a decoder left it (:meth:`keep_decoded`), else None. Waits
+        like :meth:`lookup` for a fetch of it in flight, which then stays held as bytes."""
+        with self._cond:
+            entry = self._entries.get(name)
+            if entry is None or entry.decoded is None:
+                return None
+            entry.read = True
+            self.stats.decoded_hits += 1
+            return entry.decoded
+
+    def keep_decoded(self, name: str, decoded: Any) -> bool:
+        """Hold ``decoded`` (a read-only numpy array: what decoding the bytes held for
+        ``name`` gave) in place of those bytes when a sample after the one being made also
+        needs ``name``, so that it is not decoded twice; True when kept. Not kept when no
+        later sample needs it, or it does not fit the budget."""
+        with self._cond:
+            entry = self._entries.get(name)
+            if entry is None or entry.decoded is not None or entry.data is None:
+                return False
+            if entry.until <= self._begun.get(entry.lane, -1):
+                return False  # only the sample being made needs it: released after it
+            grow = int(decoded.nbytes) - entry.nbytes
+            if self.used + grow > self.budget:
+                return False
+            decoded.flags.writeable = False  # shared by the reads of several samples
+            entry.decoded, entry.data = decoded, None
+            self.used += grow
+            self.stats.kept_decoded += 1
+            self.stats.peak_bytes = max(self.stats.peak_bytes, self.used)
+            return True
 
     def release(self, upto: int, lane: int | None = 0) -> None:
         """Sample ``upto`` of ``lane`` (and every one before it) is done: evict what they
@@ -182,7 +230,7 @@ class AheadCache:
             ]  # fmt: skip
             for name in done:
                 entry = self._entries.pop(name)
-                self.used -= len(entry.data) if entry.data is not None else 0
+                self.used -= entry.nbytes
                 if not entry.read:
                     self.stats.evicted += 1
             self._cond.notify_all()

@@ -13,7 +13,12 @@ chunk's needed part into one preallocated output.
 Supported, decided from the array's metadata alone (anything else is refused, with the reason
 from :func:`unsupported_reason`, and the caller reads through zarr):
 
-* the store is a ``zarr.storage.LocalStore`` (a folder on this machine);
+* the store is a ``zarr.storage.LocalStore`` (a folder on this machine), or an object store
+  that fetches whole chunk objects for it (:class:`~tlcore.decoders.zarrfast.layout.ObjectSource`:
+  the OME-Zarr plugin's remote stores). Then the chunk objects a read touches are fetched in
+  one concurrent batch through the store (its retries, its prefetch cache), and decoded here
+  like local chunk files; a chunk that a later sample of the process also needs is kept
+  decoded for it (:meth:`tlcore.io.prefetch.AheadCache.keep_decoded`);
 * zarr format 3: a regular chunk grid, ``default`` or ``v2`` chunk key encoding (either
   separator), no storage transformers, codecs ``bytes`` (either endianness), optionally
   preceded by an identity ``transpose``, then at most one of ``zstd``, ``blosc``, ``gzip``;
@@ -25,7 +30,8 @@ from :func:`unsupported_reason`, and the caller reads through zarr):
   dimension.
 
 Refused: sharding inside sharding, ``crc32c`` on chunks and other codecs, filters,
-object/string/structured/datetime data types, remote and wrapped stores.
+object/string/structured/datetime data types, sharded arrays on object storage, other remote
+and wrapped stores.
 
 Sharded arrays (:mod:`~tlcore.decoders.zarrfast.shards`): each touched shard file is opened
 once per read, its index read (one small read) and checked, and only the inner chunks the

@@ -16,6 +16,7 @@ import numpy as np
 from tlcore.decoders.zarrfast import codecs, pool, settings, shards
 from tlcore.decoders.zarrfast.layout import Layout
 from tlcore.errors import TlcoreError
+from tlcore.io import prefetch as ahead
 from tlcore.lazy.reader import split_index
 
 __all__ = ["ChunkReadError", "FastZarrArray"]
@@ -113,12 +114,15 @@ class FastZarrArray:
             lay = self._layout
             opened: dict[str, int] = {}  # shard files, open for this read only
             try:
-                if lay.shard is not None:
+                if lay.objects is not None:
+                    _read_objects(lay, tasks, out, limit)
+                elif lay.shard is not None:
                     try:
                         tasks = shards.locate(lay, tasks, opened)
                     except shards.ShardError as exc:
                         raise _error(lay, exc.task, exc.cause) from exc.cause
-                pool.run(lambda task: _read_chunk(lay, task, out), tasks, min(limit, len(tasks)))
+                if lay.objects is None:
+                    pool.run(lambda t: _read_chunk(lay, t, out), tasks, min(limit, len(tasks)))
             finally:
                 for fd in opened.values():
                     os.close(fd)
@@ -146,14 +150,20 @@ class FastZarrArray:
                 out_sel.append(slice(lo - s.start, hi - s.start))
                 first += (lo - c * k) * stride
                 last += (hi - 1 - c * k) * stride
-            if whole:
+            if whole or lay.objects is not None:  # objects are fetched whole
                 first, last = 0, math.prod(lay.chunks) - 1
             # Sharded: the shard file holding the inner chunk.
             at = coords if per_shard is None else tuple(c // p for c, p in zip(coords, per_shard))
-            path = os.path.join(lay.folder, lay.key(at))
+            path = _join(lay, lay.key(at))
             tasks.append(_Task(path, coords, tuple(chunk_sel), tuple(out_sel), first * item,
                                (last + 1) * item))  # fmt: skip
         return tasks
+
+
+def _join(lay: Layout, key: str) -> str:
+    if lay.objects is not None:  # the object's name, as tlcore.io.prefetch knows it
+        return f"{lay.folder}/{key}"
+    return os.path.join(lay.folder, key)
 
 
 def _strides(chunks: Sequence[int], order: str) -> list[int]:
@@ -181,6 +191,57 @@ def _read_chunk(lay: Layout, task: _Task, out: np.ndarray) -> None:
     out[task.out_sel] = chunk[task.chunk_sel]
 
 
+# -- chunks on object storage ------------------------------------------------------------------
+def _read_objects(lay: Layout, tasks: list[_Task], out: np.ndarray, limit: int) -> None:
+    """Fetch the tasks' chunk objects in one concurrent batch through the store, then decode
+    them on the pool's threads into ``out``. A chunk some later sample of this process also
+    needs, and that was fetched ahead (:mod:`tlcore.io.prefetch`), is kept decoded for it."""
+    assert lay.objects is not None
+    cache = ahead.active()
+    ready: dict[str, Any] = {}
+    if cache is not None:
+        for task in tasks:
+            found = cache.lookup_decoded(task.path)
+            if found is not None:
+                ready[task.path] = found
+    root = len(lay.store) + 1
+    missing = list(dict.fromkeys(t.path for t in tasks if t.path not in ready))
+    fetched = dict(zip(missing, lay.objects.fetch_objects([p[root:] for p in missing])))
+    nbytes = lay.chunk_nbytes
+
+    def one(task: _Task) -> None:
+        decoded = ready.get(task.path)
+        if decoded is not None:
+            settings.stats.add_reused()
+        else:
+            data = fetched[task.path]
+            if data is None:  # no object: the fill value, as zarr reads it
+                out[task.out_sel] = lay.fill
+                settings.stats.add_missing()
+                return
+            try:
+                decoded = _decode_object(lay, data, nbytes)
+            except codecs.ChunkDamage as exc:
+                raise _error(lay, task, exc) from exc
+            settings.stats.add_read(memoryview(data).nbytes)
+            settings.stats.add(nbytes, nbytes)
+            if cache is not None:
+                cache.keep_decoded(task.path, decoded)
+        chunk = decoded.view(lay.stored).reshape(lay.chunks, order=lay.order)
+        out[task.out_sel] = chunk[task.chunk_sel]
+
+    pool.run(one, tasks, min(limit, len(tasks)))
+
+
+def _decode_object(lay: Layout, data: Any, nbytes: int) -> np.ndarray:
+    if lay.codec is not None:
+        return codecs.decode(lay.codec, data, nbytes)
+    size = memoryview(data).nbytes
+    if size != nbytes:
+        raise codecs.ChunkDamage(f"the object has {size} bytes, an uncompressed chunk {nbytes}")
+    return np.frombuffer(data, dtype=np.uint8)
+
+
 def _error(lay: Layout, task: _Task, exc: BaseException) -> ChunkReadError:
     what, zarr_too = "chunk", "zarr cannot read it either"
     if lay.shard is not None:
@@ -191,8 +252,8 @@ def _error(lay: Layout, task: _Task, exc: BaseException) -> ChunkReadError:
         zarr_too = "zarr cannot read it either, or reads it as the fill value"
     return ChunkReadError(
         f"{task.path}: {what} {task.coords} of the {lay.where()} cannot be read: {exc}. "
-        f"{zarr_too}; restore or rewrite that file (a 0-byte or truncated file is what an "
-        "interrupted copy or sync leaves behind).",
+        f"{zarr_too}; restore or rewrite that {'object' if lay.objects else 'file'} (a 0-byte "
+        "or truncated file is what an interrupted copy or sync leaves behind).",
         task.path,
     )
 

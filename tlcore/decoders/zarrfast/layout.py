@@ -8,15 +8,16 @@ does is refused, and the caller reads through zarr.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["CODECS", "Layout", "ShardLayout", "Unsupported", "layout"]
+__all__ = ["CODECS", "Layout", "ObjectSource", "ShardLayout", "Unsupported", "layout"]
 
 #: The compressors this package decodes (None: uncompressed).
 CODECS = ("zstd", "blosc", "gzip", "zlib")
@@ -26,6 +27,26 @@ _KINDS = "biufc"  # bool, signed, unsigned, float, complex
 
 class Unsupported(Exception):
     """The array cannot be read by this package; the message says why."""
+
+
+@runtime_checkable
+class ObjectSource(Protocol):
+    """A zarr store on object storage that hands this package the chunk objects of a read
+    (the OME-Zarr plugin's remote store implements it), so that a remote array is decoded here
+    as a local one is, instead of through zarr's per-chunk pipeline.
+
+    ``uri`` names the store's root (``s3://bucket/x.ome.zarr``); an object's name is
+    ``f"{uri}/{key}"``, the name :mod:`tlcore.io.prefetch` knows it by.
+    """
+
+    uri: str
+
+    def fetch_objects(self, keys: Sequence[str]) -> list[Any]:
+        """The whole objects ``keys`` (relative to the root), fetched concurrently: for each, a
+        bytes-like object (uint8 numpy arrays included) or None when it does not exist (the
+        fill value, as zarr reads it). Raises, naming the object, when one cannot be read
+        after the store's retries."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -63,10 +84,14 @@ class Layout:
     fill: Any
     key: Callable[[tuple[int, ...]], str]
     shard: ShardLayout | None = None
+    # A remote store: chunks are fetched through it (``store`` is then its uri).
+    objects: ObjectSource | None = field(default=None, compare=False)
 
     @property
     def folder(self) -> str:
-        """The array's folder on disk."""
+        """The array's folder on disk (on object storage: its uri)."""
+        if self.objects is not None:
+            return f"{self.store}/{self.path}" if self.path else self.store
         return os.path.join(self.store, self.path) if self.path else self.store
 
     @property
@@ -89,17 +114,27 @@ def layout(array: Any) -> Layout:
     if not isinstance(array, zarr.Array):
         raise Unsupported(f"not a zarr.Array: {type(array).__name__}")
     store = array.store
-    if type(store) is not LocalStore:  # a subclass or wrapper may change what get() returns
-        raise Unsupported(f"store is {type(store).__name__}, not a local folder (LocalStore)")
+    objects = store if isinstance(store, ObjectSource) else None
+    # A subclass or wrapper of LocalStore may change what get() returns.
+    if type(store) is not LocalStore and objects is None:
+        raise Unsupported(f"store is {type(store).__name__}, not a local folder (LocalStore) "
+                          "nor an object store that fetches its chunks (ObjectSource)")  # fmt: skip
     meta = array.metadata
     if len(meta.shape) == 0:
         raise Unsupported("0-d array")
-    where = (str(store.root), array.path)
+    root = objects.uri.rstrip("/") if objects is not None else str(store.root)  # type: ignore[attr-defined]
     if meta.zarr_format == 2:
-        return _layout_v2(meta, *where)
-    if meta.zarr_format == 3:
-        return _layout_v3(meta, *where)
-    raise Unsupported(f"zarr format {meta.zarr_format}")  # pragma: no cover
+        found = _layout_v2(meta, root, array.path)
+    elif meta.zarr_format == 3:
+        found = _layout_v3(meta, root, array.path)
+    else:  # pragma: no cover
+        raise Unsupported(f"zarr format {meta.zarr_format}")
+    if objects is None:
+        return found
+    if found.shard is not None:
+        # Prefetch and the shard index's byte ranges are not wired for remote shards yet.
+        raise Unsupported("a sharded array on object storage (zarr reads it)")
+    return dataclasses.replace(found, objects=objects)
 
 
 def _dtype(zdtype: Any) -> np.dtype[Any]:

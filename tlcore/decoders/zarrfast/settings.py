@@ -65,6 +65,7 @@ class DecodeStats:
             self.decoded_bytes = 0  # bytes decoded (or read, uncompressed)
             self.chunk_bytes = 0  # bytes decoding every read chunk whole would give
             self.read_bytes = 0  # bytes read from chunk and shard files (shard indexes too)
+            self.reused = 0  # chunks kept decoded for a later sample (tlcore.io.prefetch)
 
     def add(self, decoded: int, whole: int) -> None:
         with self._lock:
@@ -76,6 +77,10 @@ class DecodeStats:
     def add_read(self, n: int) -> None:
         with self._lock:
             self.read_bytes += n
+
+    def add_reused(self) -> None:
+        with self._lock:
+            self.reused += 1
 
     def add_missing(self) -> None:
         with self._lock:
@@ -90,6 +95,7 @@ class DecodeStats:
                 "decoded_bytes": self.decoded_bytes,
                 "chunk_bytes": self.chunk_bytes,
                 "read_bytes": self.read_bytes,
+                "reused": self.reused,
             }
 
     def _after_fork_in_child(self) -> None:

@@ -39,9 +39,10 @@ class ZarrArrayReader(ArrayReader):
         return (self.source.key, self.path)
 
     def decoder_handle(self) -> Any | None:
-        # tlcore's own decoder (or TLCORE_DECODER's) reads local arrays it supports faster
-        # than zarr (sharded arrays included); it answers None for the rest (remote stores,
-        # other codecs), read by zarr.
+        # tlcore's own decoder (or TLCORE_DECODER's) reads the arrays it supports faster
+        # than zarr (local sharded arrays and remote stores included: RemoteStore fetches
+        # the chunk objects for it); it answers None for the rest (other codecs, remote
+        # shards), read by zarr.
         from tlcore.decoders import handle_for
 
         return handle_for(self)

@@ -113,6 +113,22 @@ class RemoteStore(WrapperStore[Store]):
             self.attempts,
         )
 
+    def fetch_objects(self, keys: Sequence[str]) -> list[Any]:
+        """The whole objects ``keys``, fetched concurrently on zarr's event loop (each through
+        :meth:`get`: the prefetch cache first, then one retried request), as uint8 arrays, None
+        for an object that does not exist. tlcore's decoder reads remote arrays through this
+        (:class:`tlcore.decoders.zarrfast.layout.ObjectSource`)."""
+        from zarr.core.buffer import default_buffer_prototype
+        from zarr.core.sync import sync
+
+        proto = default_buffer_prototype()
+
+        async def every() -> list[Buffer | None]:
+            return list(await asyncio.gather(*(self.get(key, proto) for key in keys)))
+
+        found = sync(every()) if keys else []
+        return [None if buf is None else buf.as_numpy_array() for buf in found]
+
     def _no_fs_retries(self) -> None:
         fs = getattr(self._store, "fs", None)
         if getattr(fs, "retries", 1) != 1:
