@@ -125,3 +125,52 @@ def test_a_chunk_two_planned_samples_share_is_fetched_and_decoded_once(
     assert counts["chunks"] == 2 and counts["reused"] == 1, counts  # 2 decodes for 3 reads
     assert cache.stats.kept_decoded == 1 and cache.stats.decoded_hits == 1
     assert len(cache) == 0 and cache.used == 0
+
+
+@pytest.mark.parametrize(
+    ("zarr_format", "codec"), [(3, "blosc"), (3, "gzip"), (3, None), (2, "zlib"), (2, "blosc")]
+)
+def test_every_supported_codec_reads_from_object_storage_as_zarr_does(
+    s3_server: dict[str, Any], s3_new_bucket: str, tmp_path: Path, zarr_format: int,
+    codec: str | None,
+) -> None:  # fmt: skip
+    import numcodecs
+    import s3fs
+    import zarr
+    from zarr.codecs import BloscCodec, GzipCodec
+
+    from tlcore import Source
+    from tlcore_ome_zarr.store import open_store
+
+    v3 = {"blosc": BloscCodec(cname="lz4"), "gzip": GzipCodec()}
+    v2 = {"zlib": numcodecs.Zlib(), "blosc": numcodecs.Blosc(cname="lz4")}
+    compressors: Any = (v3 if zarr_format == 3 else v2).get(codec or "") or None
+    data = np.random.default_rng(2).integers(0, 900, (5, 40, 50)).astype("<u2")
+    local = zarr.create_array(tmp_path / "a.zarr", shape=data.shape, chunks=(2, 16, 32),
+                              dtype=data.dtype, zarr_format=zarr_format,  # type: ignore[arg-type]
+                              compressors=compressors, fill_value=7)  # fmt: skip
+    local[:] = data
+    local[4] = 7  # chunks of the fill value only: zarr may leave them unwritten
+    s3fs.S3FileSystem(**s3_server).put(str(tmp_path / "a.zarr"), f"{s3_new_bucket}/a.zarr",
+                                       recursive=True)  # fmt: skip
+    url = f"s3://{s3_new_bucket}/a.zarr"
+    remote = zarr.open_array(store=open_store(Source.from_any(url, s3_server)), mode="r")
+    fast = zarrfast.open_array(remote)
+    assert fast is not None, zarrfast.unsupported_reason(remote)
+    for key in [np.s_[:], np.s_[1:4, 3:37, 5:49], np.s_[4, :, 30:], np.s_[2, 17, ::3]]:
+        assert np.array_equal(fast[key], local[key]), key
+
+
+def test_a_sharded_array_on_object_storage_is_left_to_zarr(
+    s3_server: dict[str, Any], synthetic_store: Callable[..., Path], s3_new_bucket: str
+) -> None:
+    import s3fs
+
+    local = synthetic_store(shape=(2, 1, 4, 64, 64), chunks=(1, 1, 4, 16, 16),
+                            shards=(1, 1, 4, 32, 32))  # fmt: skip
+    s3fs.S3FileSystem(**s3_server).put(str(local), f"{s3_new_bucket}/s.ome.zarr", recursive=True)
+    image = tlcore.open_lazy(f"s3://{s3_new_bucket}/s.ome.zarr", storage_options=s3_server)
+    zarrfast.stats.reset()
+    crop = image.data[1, :, 1:3, 10:40, 5:60].compute()
+    assert zarrfast.stats.snapshot()["chunks"] == 0  # zarr read it
+    assert np.array_equal(crop, tlcore.open_lazy(local).data[1, :, 1:3, 10:40, 5:60].compute())

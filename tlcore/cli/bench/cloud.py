@@ -241,20 +241,29 @@ def _s3_row(relay: RelayProcess, what: str, url: str, workers: int,
     return row
 
 
-def _tensorstore_note(relay: RelayProcess, latency: float, rows: list[Row],
-                      args: argparse.Namespace) -> str:  # fmt: skip
-    """tensorstore with 8 threads on the same crops (:mod:`.cloud_tensorstore`), and tlcore's
-    rows at this latency against it."""
-    from tlcore.cli.bench.cloud_tensorstore import THREADS, tensorstore_rate
+def _tensorstore_rate(relay: RelayProcess, args: argparse.Namespace) -> float | str:
+    """Crops/s of tensorstore with 8 threads on the same crops (:mod:`.cloud_tensorstore`), or
+    why it is missing."""
+    from tlcore.cli.bench.cloud_tensorstore import tensorstore_rate
 
     credentials = (str(CREDENTIALS["key"]), str(CREDENTIALS["secret"]))
     shape = (args.timepoints, *args.shape)
-    rate = tensorstore_rate(
+    return tensorstore_rate(
         relay.url, BUCKET, "m.ome.zarr/0", credentials, shape, args.crop, args.crops, args.seed
     )
+
+
+def _tensorstore_note(before: float | str, after: float | str, latency: float,
+                      rows: list[Row]) -> str:  # fmt: skip
+    """tlcore's rows at this latency against tensorstore, measured just before and just after
+    them (their mean: the load of a shared machine drifts within a run)."""
+    from tlcore.cli.bench.cloud_tensorstore import THREADS
+
     head = f"tensorstore, {THREADS} threads, {latency:g} ms: "
-    if isinstance(rate, str):
-        return head + rate
+    if isinstance(before, str) or isinstance(after, str):
+        return head + str(before if isinstance(before, str) else after)
+    rate = (before + after) / 2
+    head += f"{before:.1f} before and {after:.1f} after tlcore's rows, mean "
     ours = [r for r in rows if r.what.startswith("S3 zarr") and r.what.endswith(f" {latency:g} ms")]
     ratios = ", ".join(
         f"{r.what.removeprefix('S3 zarr ').removesuffix(f' {latency:g} ms') or 'default'}, "
@@ -341,6 +350,7 @@ def run(args: argparse.Namespace) -> int:
             for latency in latencies:
                 relay = RelayProcess(endpoint, latency / 1000)
                 try:
+                    ts_before = _tensorstore_rate(relay, args) if args.tensorstore else ""
                     for (kind, url), (label, ahead) in _prefetch_runs(targets, args.prefetch):
                         for client in s3_clients:
                             os.environ[ENV] = client or saved or DEFAULT  # read by the workers
@@ -348,7 +358,8 @@ def run(args: argparse.Namespace) -> int:
                                 what = f"S3 {kind}{label}{client and ' ' + client} {latency:g} ms"
                                 rows.append(_s3_row(relay, what, url, w, args, ahead))
                     if args.tensorstore:
-                        notes.append(_tensorstore_note(relay, latency, rows, args))
+                        ts_after = _tensorstore_rate(relay, args)
+                        notes.append(_tensorstore_note(ts_before, ts_after, latency, rows))
                 finally:
                     relay.stop()
             faulty, faulty_notes = _throttle_rows(endpoint, targets[0][1], rows, args)
@@ -448,7 +459,9 @@ def register(
     p.add_argument("--timepoints", type=int, default=4)
     p.add_argument("--workers", default="0,2,4,8", help="worker counts, comma-separated")
     p.add_argument("--latency", default="0,30", help="added ms per request, comma-separated")
-    p.add_argument("--crops", type=int, default=48, help="random crops per row")
+    p.add_argument("--crops", type=int, default=160,
+                   help="random crops per row (enough that the workers' start is not most "
+                        "of the epoch)")  # fmt: skip
     p.add_argument("--tiff", action="store_true", help="also rows for a tiled OME-TIFF")
     p.add_argument("--tiff-workers", default="4", help="worker counts of the TIFF rows")
     p.add_argument(

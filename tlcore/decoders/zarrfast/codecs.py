@@ -44,12 +44,13 @@ def _codec(name: str) -> Any:
     return found
 
 
-def decode(codec: str, data: bytes, nbytes: int) -> np.ndarray:
+def decode(codec: str, data: Any, nbytes: int) -> np.ndarray:
     """The decoded chunk (``nbytes`` uint8) of the file bytes ``data``.
 
     Args:
         codec: one of ``zstd``, ``blosc``, ``gzip``, ``zlib``.
-        data: the whole chunk file, a fresh ``bytes`` object owned by this call.
+        data: the whole chunk file or object (``bytes``, or a uint8 array), not changed by
+            anyone while this call runs.
         nbytes: the bytes a decoded chunk holds.
 
     Returns:
@@ -71,15 +72,18 @@ def decode(codec: str, data: bytes, nbytes: int) -> np.ndarray:
     return out
 
 
-def _check_blosc_header(data: bytes, nbytes: int) -> None:
+def _check_blosc_header(data: Any, nbytes: int) -> None:
     # c-blosc 1.x trusts the header's sizes (there is no source size in its decode call): a
     # header that promises more bytes than the file has makes it read past the buffer.
-    if len(data) < _BLOSC_HEADER:
+    view = memoryview(data).cast("B")  # bytes, or a uint8 array of an object store's bytes
+    size = view.nbytes
+    if size < _BLOSC_HEADER:
         raise ChunkDamage(f"a blosc chunk is at least {_BLOSC_HEADER} bytes, the file has "
-                          f"{len(data)} (an empty or truncated file)")  # fmt: skip
-    stated, cbytes = int.from_bytes(data[4:8], "little"), int.from_bytes(data[12:16], "little")
-    if cbytes > len(data):
-        raise ChunkDamage(f"its blosc header says {cbytes} bytes, the file has {len(data)} "
+                          f"{size} (an empty or truncated file)")  # fmt: skip
+    head = bytes(view[:_BLOSC_HEADER])
+    stated, cbytes = int.from_bytes(head[4:8], "little"), int.from_bytes(head[12:16], "little")
+    if cbytes > size:
+        raise ChunkDamage(f"its blosc header says {cbytes} bytes, the file has {size} "
                           "(a truncated file?)")  # fmt: skip
     if stated != nbytes:
         raise ChunkDamage(f"its blosc header says it decodes to {stated} bytes, a chunk holds "
