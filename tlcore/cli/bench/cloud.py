@@ -23,21 +23,19 @@ at 0 ms (how much latency is hidden) rather than with local disk alone.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import multiprocessing as mp
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tlcore.cli.bench import zyx
+from tlcore.cli.bench.cloud_moto import moto_server
 from tlcore.io.clients import DEFAULT, ENV
 
 BUCKET = "tlcore-bench"
@@ -65,39 +63,6 @@ class Row:
 
 
 # -- servers -------------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def moto_server() -> Iterator[str]:
-    """A moto S3 server in its own process; yields its URL."""
-    try:
-        import moto.server  # noqa: F401
-    except ImportError:
-        raise SystemExit("tlcore bench cloud needs moto: pip install 'moto[server]'") from None
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-                break
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise SystemExit("the moto server did not start")
-            time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
 def _relay_process(target: str, latency_s: float, throttle: float, conn: Any) -> None:
     from tlcore.io.relay import Relay
 
@@ -328,7 +293,7 @@ def run(args: argparse.Namespace) -> int:
             rows.append(_row("local disk", w, args.crops, arrivals))
             rows[-1].cpu_ms = cpu / args.crops * 1000
             _print_row(rows[-1])
-        with moto_server() as endpoint:
+        with moto_server(stock=args.stock_moto) as endpoint:
             options = {"endpoint_url": endpoint, **CREDENTIALS}
             fs = s3fs.S3FileSystem(**options)
             _bucket(endpoint)
@@ -467,6 +432,10 @@ def register(
                    help="share of reads answered 503 SlowDown in the fault rows, at the last "
                    "latency (default 0.2; 0: no fault rows)")  # fmt: skip
     p.add_argument("--throttle-workers", default="4", help="worker counts of the fault rows")
+    p.add_argument("--stock-moto", action="store_true",
+                   help="run moto as it comes: every GET then copies the whole object, so a "
+                   "range of a large object costs far more than on a real object store "
+                   "(see tlcore.cli.bench.cloud_moto)")  # fmt: skip
     p.add_argument("--no-tensorstore", dest="tensorstore", action="store_false",
                    help="skip the tensorstore rows")  # fmt: skip
     p.set_defaults(func=run)
