@@ -96,7 +96,7 @@ def serve_without_copy() -> None:
             shared: bytes = buffer._file.getvalue()
             return shared
 
-    FakeKey.value = property(value, setter)  # type: ignore[method-assign,assignment]
+    FakeKey.value = property(value, setter)
 
 
 if __name__ == "__main__":
