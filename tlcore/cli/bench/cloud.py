@@ -110,14 +110,14 @@ def chunks_per_crop(shape: Sequence[int], crop: Sequence[int], chunks: Sequence[
     return out
 
 
-def _write_tiff(store: Path, path: Path, tile: int) -> float:
+def _write_tiff(store: Path, path: Path, tile: int, compression: str) -> float:
     """Write the store's pixels as a tiled OME-TIFF; returns its mean tile size in bytes."""
     import numpy as np
     import tifffile
     import zarr
 
     data = np.asarray(zarr.open_array(str(store / "0"), mode="r")[...])
-    tifffile.imwrite(path, data, ome=True, tile=(tile, tile), compression="zlib",
+    tifffile.imwrite(path, data, ome=True, tile=(tile, tile), compression=compression,
                      metadata={"axes": "TCZYX"})  # fmt: skip
     with tifffile.TiffFile(path) as tf:
         return float(np.mean([n for page in tf.pages for n in page.databytecounts]))
@@ -290,7 +290,7 @@ def run(args: argparse.Namespace) -> int:
         touched_kib = per_crop * mean_chunk / 1024
         tiff = tmp / "m.ome.tif"
         if args.tiff:  # a crop touches its tiles in each of its planes
-            tile = _write_tiff(store, tiff, args.chunks[1])
+            tile = _write_tiff(store, tiff, args.chunks[1], args.tiff_compression)
             tiles = chunks_per_crop(args.shape, args.crop, (1, *args.chunks[1:]))
             args.tiff_touched = (tiles, tiles * tile / 1024)
         for w in workers:
@@ -389,7 +389,8 @@ def table(rows: list[Row], touched_kib: float, per_crop: float, args: argparse.N
         f"{args.shape} uint16, chunks {args.chunks} zstd; a crop touches {per_crop:.2f} chunks, "
         f"{touched_kib:.0f} KiB compressed, on average"
         + (
-            f"; the TIFF rows' / touched: against its {tiff[0]:.1f} tiles, {tiff[1]:.0f} KiB"
+            f"; the TIFF rows' / touched: against its {tiff[0]:.1f} {args.tiff_compression} "
+            f"tiles, {tiff[1]:.0f} KiB"
             if (tiff := getattr(args, "tiff_touched", None))
             else ""
         )
@@ -437,6 +438,9 @@ def register(
     p.add_argument("--crops", type=int, default=48, help="random crops per row")
     p.add_argument("--tiff", action="store_true", help="also rows for a tiled OME-TIFF")
     p.add_argument("--tiff-workers", default="4", help="worker counts of the TIFF rows")
+    p.add_argument("--tiff-compression", default="zlib",
+                   help="the TIFF's tile codec, a tifffile compression name (default zlib, the "
+                   "common one in microscopy; zstd: the zarr store's codec)")  # fmt: skip
     p.add_argument(
         "--prefetch",
         choices=("auto", "on", "off", "both"),
