@@ -156,7 +156,7 @@ class RandomTimelapseDatamodule(LightningDataModule):
             redraw, counted per file in :attr:`skips` and logged as the metric
             ``tlcore/skipped_samples``); see :class:`tlcore.training.dataset.TimelapseDataset`.
         prefetch: each worker fetches the encoded chunks of its next samples while it decodes
-            the current one (remote OME-Zarr stores; :mod:`tlcore.training.prefetch`). None
+            the current one (remote OME-Zarr and TIFF; :mod:`tlcore.training.prefetch`). None
             (default): on when an image of the manifest is remote; False: off. Batches are the
             same either way.
         prefetch_bytes: bytes of fetched-ahead chunks each worker may hold (default 48 MiB).

@@ -149,7 +149,7 @@ class TimelapseDataset(Dataset[dict[str, Any]]):
         max_redraws: with ``"skip"``, the redraws tried before giving up with SampleError.
         drop_after: with ``"skip"``, failures after which a file is dropped in this process.
         prefetch: fetch the encoded chunks of the samples this process makes next while it
-            decodes the current one (:mod:`tlcore.training.prefetch`; remote OME-Zarr stores).
+            decodes the current one (:mod:`tlcore.training.prefetch`; remote OME-Zarr and TIFF).
             None (default): on when a row's image is remote. Only timing changes, never a
             pixel or a draw. Needs the DataLoader's plan (:meth:`set_plan`, which
             :class:`~tlcore.training.loader.TimelapseDataLoader` calls).

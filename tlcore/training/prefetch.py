@@ -8,8 +8,9 @@ its pipeline up to the first :class:`~tlcore.transforms.ComputeDaskd` on a priva
 transforms, seeded exactly as the real sample will be, to learn each coming sample's reader and
 box (nothing is read: the lazy array only plans its read), and asks the reader to fetch the
 encoded objects of that box ahead (``reader.prefetch(regions, until, lane)``; the OME-Zarr
-plugin's remote stores implement it) into the process's :mod:`tlcore.io.prefetch` cache, within
-its byte budget. Decoding stays in the worker's own read, which finds the bytes there.
+plugin's remote stores and the TIFF plugin's remote files implement it) into the process's
+:mod:`tlcore.io.prefetch` cache, within its byte budget. Decoding stays in the worker's own
+read, which finds the bytes there.
 
 It never changes a pixel or a random draw: the real sample is made exactly as without it (its
 reads return the same bytes, earlier), the copy's random states are its own, and a prefetch that

@@ -19,7 +19,7 @@ import numpy as np
 
 from tlcore import ReaderError, Source
 from tlcore.lazy import ArrayReader, Region
-from tlcore_tiff.fetch import fetch_ranges
+from tlcore_tiff.fetch import fetch_ranges, prefetch_ranges
 from tlcore_tiff.layout import Layout
 from tlcore_tiff.meta import SceneMeta
 from tlcore_tiff.opening import OpenTiff, fsspec_filesystem
@@ -69,26 +69,53 @@ class TiffArrayReader(ArrayReader):
     def _where(self) -> str:
         return f"{self.source.uri} scene {self.scene_id!r} level {self.level}"
 
-    def _read(self, handle: PageReader, region: Region) -> np.ndarray:
+    def prefetch(self, regions: Any, until: int, lane: int = 0) -> None:
+        """Fetch the encoded tiles or strips of ``regions`` (TCZYX boxes) into the process's
+        :mod:`tlcore.io.prefetch` cache, ahead of their reads, as the same requests that
+        each region's read will plan (remote files only; see :mod:`tlcore_tiff.fetch`)."""
+        handle = self._own_handle()
+        groups = []
+        for region in regions:
+            if all(s.stop > s.start for s in region):
+                groups.append(handle.ranges(self._page_requests(region)))
+        handle.prefetch(groups, until, lane)
+
+    def _own_handle(self, handle: PageReader | None = None) -> PageReader:
+        handle = self.handle if handle is None else handle
         if handle.pid != os.getpid():
             # Inherited through fork: the parent's connections (and a fallback TiffFile's file
             # position) must not be shared, so this process opens its own channel.
             handle = self._handle = self._open()
-        rt, rc, rz, ry, rx = region
-        out = np.zeros(tuple(s.stop - s.start for s in region), dtype=self.dtype)
-        if out.size == 0:
-            return out
+        return handle
+
+    def _pages(self, region: Region) -> list[tuple[int, int, int, int]]:
+        """(t, z, c, page) of every page ``region`` touches, in read order."""
+        rt, rc, rz, _, _ = region
         samples = self.layout.samples
-        wanted = []  # (t, z, c, page): every page the region touches
+        wanted = []
         for t in range(rt.start, rt.stop):
             for z in range(rz.start, rz.stop):
                 for c in range(rc.start // samples, -(-rc.stop // samples)):
                     wanted.append((t, z, c, self.layout.page_index(t, c, z)))
+        return wanted
+
+    def _page_requests(self, region: Region) -> list[tuple[int, int, int, int, int]]:
+        """The :meth:`PageReader.read_many` requests of ``region``: the read and its prefetch
+        plan the same byte ranges from these."""
+        _, _, _, ry, rx = region
+        return [(page, ry.start, ry.stop, rx.start, rx.stop) for *_, page in self._pages(region)]
+
+    def _read(self, handle: PageReader, region: Region) -> np.ndarray:
+        handle = self._own_handle(handle)
+        rt, rc, rz, _, _ = region
+        out = np.zeros(tuple(s.stop - s.start for s in region), dtype=self.dtype)
+        if out.size == 0:
+            return out
+        samples = self.layout.samples
+        wanted = self._pages(region)  # (t, z, c, page): every page the region touches
         try:
             # All pages' bytes in one call: remotely, one concurrent cat_ranges for the crop.
-            blocks = handle.read_many(
-                [(page, ry.start, ry.stop, rx.start, rx.stop) for *_, page in wanted]
-            )
+            blocks = handle.read_many(self._page_requests(region))
         except ReaderError:
             raise
         except Exception as exc:
@@ -182,6 +209,18 @@ class PageReader:
     def read(self, index: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         """Rows y0:y1, columns x0:x1 of page ``index`` as (rows, columns, samples)."""
         return self.read_many([(index, y0, y1, x0, x1)])[0]
+
+    def ranges(self, requests: list[tuple[int, int, int, int, int]]) -> _Ranges:
+        """The (offset, length) byte ranges :meth:`read_many` reads for ``requests``, in the
+        order it passes them to :meth:`_read_ranges`."""
+        return [r for request in requests for r in self._plan(*request)[0]]
+
+    def prefetch(self, groups: list[_Ranges], until: int, lane: int = 0) -> None:
+        """Fetch each group of ranges (one group per future :meth:`_read_ranges` call) ahead
+        into the process's prefetch cache (:func:`~tlcore_tiff.fetch.prefetch_ranges`); local
+        files read nothing ahead."""
+        if self._fd is None and groups:
+            prefetch_ranges(self._fs, self.uri, groups, until, lane)
 
     def read_many(self, requests: list[tuple[int, int, int, int, int]]) -> list[np.ndarray]:
         """:meth:`read` for each ``(index, y0, y1, x0, x1)``, with the bytes of all of them
