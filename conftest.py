@@ -139,3 +139,37 @@ def relay(s3_server: dict[str, Any]) -> Iterator[Any]:
     r = Relay(str(s3_server["endpoint_url"]))
     yield r
     r.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_movie(
+    s3_server: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> Callable[..., str]:
+    """Factory: ``s3_movie(bucket, shape, chunks, seed)``, the URL of a synthetic OME-Zarr
+    timelapse (:func:`tlcore.testing.synthetic.write_ome_zarr`) uploaded as
+    ``s3://<bucket>/movie.ome.zarr`` to a new bucket of the loopback S3 server; written and
+    uploaded once per session for each set of arguments."""
+    import boto3
+    import s3fs
+
+    from tlcore.testing.synthetic import write_ome_zarr
+
+    made: dict[tuple[Any, ...], str] = {}
+
+    def make(bucket: str, shape: tuple[int, ...], chunks: tuple[int, ...], seed: int = 0) -> str:
+        key = (bucket, tuple(shape), tuple(chunks), seed)
+        if key not in made:
+            if any(k[0] == bucket for k in made):
+                raise ValueError(f"bucket {bucket!r} already holds another movie")
+            boto3.client(
+                "s3", endpoint_url=str(s3_server["endpoint_url"]), aws_access_key_id="testing",
+                aws_secret_access_key="testing", region_name="us-east-1",
+            ).create_bucket(Bucket=bucket)  # fmt: skip
+            local = write_ome_zarr(tmp_path_factory.mktemp(bucket) / "movie.ome.zarr",
+                                   shape=shape, chunks=chunks, seed=seed)  # fmt: skip
+            s3fs.S3FileSystem(**s3_server).put(str(local), f"{bucket}/movie.ome.zarr",
+                                               recursive=True)  # fmt: skip
+            made[key] = f"s3://{bucket}/movie.ome.zarr"
+        return made[key]
+
+    return make

@@ -27,23 +27,8 @@ CHUNK_GET = re.compile(r"GET /[^/]+/movie\.ome\.zarr/0/c/")
 
 
 @pytest.fixture(scope="module")
-def remote_movie(s3_server: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> str:
-    import boto3  # type: ignore[import-untyped]
-    import s3fs
-
-    from tlcore.testing.synthetic import write_ome_zarr
-
-    bucket = "t-prefetch"
-    boto3.client(
-        "s3", endpoint_url=str(s3_server["endpoint_url"]), aws_access_key_id="testing",
-        aws_secret_access_key="testing", region_name="us-east-1",
-    ).create_bucket(Bucket=bucket)  # fmt: skip
-    local = write_ome_zarr(
-        tmp_path_factory.mktemp("prefetch") / "movie.ome.zarr", shape=SHAPE, chunks=CHUNKS,
-        seed=5,
-    )  # fmt: skip
-    s3fs.S3FileSystem(**s3_server).put(str(local), f"{bucket}/movie.ome.zarr", recursive=True)
-    return f"s3://{bucket}/movie.ome.zarr"
+def remote_movie(s3_movie: Callable[..., str]) -> str:
+    return s3_movie("t-prefetch", SHAPE, CHUNKS, seed=5)
 
 
 @pytest.fixture(autouse=True)
