@@ -91,6 +91,32 @@ def test_a_file_rewritten_on_disk_is_opened_again_not_read_through_stale_offsets
     assert np.array_equal(np.asarray(again.data.compute()).reshape(second.shape), second)
 
 
+def test_a_store_appended_in_place_is_opened_again_with_its_new_timepoints(
+    synthetic_store: Callable[..., Path],
+) -> None:
+    """A live acquisition appends timepoints to an OME-Zarr image: only the array's metadata
+    (``0/zarr.json``) changes, not the store's root. Both the opened-image cache and the
+    plugin's parsed metadata must see it: the image opened again has the new shape and pixels
+    (an image opened before keeps what it was opened with)."""
+    import zarr
+
+    import tlcore
+
+    store = synthetic_store(shape=(3, 1, 2, 16, 16), chunks=(1, 1, 2, 16, 16))
+    image = cache.open_cached(store)
+    assert cache.open_cached(store) is image
+    assert tlcore.open_lazy(store).shape[0] == 3
+    array = zarr.open_array(str(store / "0"), mode="r+")
+    array.resize((5, 1, 2, 16, 16))
+    array[3:] = 9
+    again = cache.open_cached(store)
+    assert again is not image and again.shape[0] == 5
+    assert (np.asarray(again.data[4].compute()) == 9).all()
+    direct = tlcore.open_lazy(store)  # the plugin's own cache of parsed metadata
+    assert direct.shape[0] == 5 and (np.asarray(direct.data[3].compute()) == 9).all()
+    assert image.shape[0] == 3
+
+
 def test_a_handed_over_image_of_a_rewritten_file_is_opened_again(
     synthetic_store: Callable[..., Path],
 ) -> None:

@@ -56,24 +56,49 @@ def _key(
 _STORE_METADATA = ("zarr.json", ".zattrs", ".zgroup", ".zarray")
 
 
+#: Sub-folders of a store whose metadata is stamped too, at most (a plate's wells are not).
+_STAMPED_CHILDREN = 64
+
+
 def _stamp(path: str) -> tuple[Any, ...] | None:
-    """What a local file (or a store's folder and its root metadata) looks like on disk: inode,
-    size and modification time. None for a URL: asking an object store costs a request, and
-    remote objects are read as versioned by their ETag (:mod:`tlcore.io.remote`)."""
+    """What a local file (or a store's folder, its root metadata and the metadata of the
+    folders directly inside it) looks like on disk: inode, size and modification time. None for
+    a URL: asking an object store costs a request, and remote objects are read as versioned by
+    their ETag (:mod:`tlcore.io.remote`).
+
+    The folders inside count because a store grows there: appending timepoints to an OME-Zarr
+    image (a live acquisition) rewrites only its arrays' metadata (``0/zarr.json``...), and an
+    image opened before would keep its old shape."""
     if "://" in path and not path.startswith("file://"):
         return None
     local = path.removeprefix("file://")
-    found: list[Any] = []
-    for name in ("", *_STORE_METADATA):
-        try:
-            st = os.stat(os.path.join(local, name) if name else local)
-        except OSError:
-            found.append(None)  # a file that is gone, or was never there
-            continue
-        found.append((st.st_ino, st.st_size, st.st_mtime_ns))
-        if not name and not os.path.isdir(local):
-            break
+    try:
+        st = os.stat(local)
+    except OSError:
+        return (None,)  # a file that is gone, or was never there
+    found: list[Any] = [(st.st_ino, st.st_size, st.st_mtime_ns)]
+    if not os.path.isdir(local):
+        return tuple(found)
+    found += _metadata_stamps(local)
+    try:
+        children = sorted(e.name for e in os.scandir(local) if e.is_dir())
+    except OSError:
+        children = []
+    for name in children[:_STAMPED_CHILDREN]:
+        found += _metadata_stamps(os.path.join(local, name))
     return tuple(found)
+
+
+def _metadata_stamps(folder: str) -> list[Any]:
+    out: list[Any] = []
+    for name in _STORE_METADATA:
+        try:
+            st = os.stat(os.path.join(folder, name))
+        except OSError:
+            out.append(None)
+            continue
+        out.append((st.st_ino, st.st_size, st.st_mtime_ns))
+    return out
 
 
 def _fresh(key: tuple[Any, ...]) -> bool:

@@ -41,6 +41,8 @@ from tlcore_ome_zarr.metadata import (
 from tlcore_ome_zarr.omexml import XmlImage, xml_images
 
 _META_FILES = ("zarr.json", ".zattrs", ".zgroup")
+#: Folders inside a group whose metadata :func:`_stamp` covers, at most.
+_STAMPED_CHILDREN = 64
 _LAYOUT_KEYS = ("multiscales", "plate", "bioformats2raw.layout")
 _MISSING = (FileNotFoundError, zarr.errors.NodeNotFoundError)
 
@@ -88,16 +90,29 @@ def warn(source: Source, group: str, note: str) -> None:
     )  # fmt: skip
 
 
-def _stamp(source: Source, path: str = "") -> int | None:
+def _stamp(source: Source, path: str = "") -> tuple[Any, ...] | None:
+    """The metadata files of the group at ``path`` and of the folders directly inside it
+    (its arrays, its child groups) as they are on disk (name, inode, size, mtime): what the
+    parsed metadata cached under it depends on. Appending timepoints rewrites only the arrays'
+    metadata (``0/zarr.json``), which must open the new shape. None for a remote store (its
+    metadata is read once per process)."""
     if not source.is_local:
         return None
     base = os.path.join(source.uri, path) if path else source.uri
-    stamps = [
-        os.stat(os.path.join(base, f)).st_mtime_ns
-        for f in _META_FILES
-        if os.path.exists(os.path.join(base, f))
-    ]
-    return max(stamps) if stamps else None
+    try:
+        children = sorted(e.name for e in os.scandir(base) if e.is_dir())
+    except OSError:
+        children = []
+    found: list[Any] = []
+    for folder in ("", *children[:_STAMPED_CHILDREN]):
+        for name in (*_META_FILES, ".zarray"):
+            where = os.path.join(base, folder, name)
+            try:
+                st = os.stat(where)
+            except OSError:
+                continue
+            found.append((folder, name, st.st_ino, st.st_size, st.st_mtime_ns))
+    return tuple(found)
 
 
 def array_inside_store(uri: str) -> str:
@@ -163,7 +178,7 @@ def read_layout(source: Source) -> Layout:
 
 
 @functools.lru_cache(maxsize=128)
-def _read_layout_cached(source: Source, stamp: int | None) -> Layout:
+def _read_layout_cached(source: Source, stamp: tuple[Any, ...] | None) -> Layout:
     store = open_store(source)
     kind = root_kind(source)
     attrs = dict(open_group(store).attrs)
@@ -399,7 +414,9 @@ def read_scene(source: Source, layout: Layout, index: int) -> SceneMeta:
 
 
 @functools.lru_cache(maxsize=256)
-def _read_scene_cached(source: Source, entry: SceneEntry, stamp: int | None) -> SceneMeta:
+def _read_scene_cached(
+    source: Source, entry: SceneEntry, stamp: tuple[Any, ...] | None
+) -> SceneMeta:
     image = read_image(source, open_store(source), entry.path, entry.multiscale)
     return SceneMeta(entry, image)
 
