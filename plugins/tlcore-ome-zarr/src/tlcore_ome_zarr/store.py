@@ -39,10 +39,9 @@ from tlcore_ome_zarr.metadata import (
     physical,
 )
 from tlcore_ome_zarr.omexml import XmlImage, xml_images
+from tlcore_ome_zarr.stamps import stamp
 
 _META_FILES = ("zarr.json", ".zattrs", ".zgroup")
-#: Folders inside a group whose metadata :func:`_stamp` covers, at most.
-_STAMPED_CHILDREN = 64
 _LAYOUT_KEYS = ("multiscales", "plate", "bioformats2raw.layout")
 _MISSING = (FileNotFoundError, zarr.errors.NodeNotFoundError)
 
@@ -88,31 +87,6 @@ def warn(source: Source, group: str, note: str) -> None:
         f"{source.uri} ({where}): {note}", OmeZarrWarning, filename="tlcore-ome-zarr", lineno=0,
         module="tlcore_ome_zarr", registry=_SHOWN,
     )  # fmt: skip
-
-
-def _stamp(source: Source, path: str = "") -> tuple[Any, ...] | None:
-    """The metadata files of the group at ``path`` and of the folders directly inside it
-    (its arrays, its child groups) as they are on disk (name, inode, size, mtime): what the
-    parsed metadata cached under it depends on. Appending timepoints rewrites only the arrays'
-    metadata (``0/zarr.json``), which must open the new shape. None for a remote store (its
-    metadata is read once per process)."""
-    if not source.is_local:
-        return None
-    base = os.path.join(source.uri, path) if path else source.uri
-    try:
-        children = sorted(e.name for e in os.scandir(base) if e.is_dir())
-    except OSError:
-        children = []
-    found: list[Any] = []
-    for folder in ("", *children[:_STAMPED_CHILDREN]):
-        for name in (*_META_FILES, ".zarray"):
-            where = os.path.join(base, folder, name)
-            try:
-                st = os.stat(where)
-            except OSError:
-                continue
-            found.append((folder, name, st.st_ino, st.st_size, st.st_mtime_ns))
-    return tuple(found)
 
 
 def array_inside_store(uri: str) -> str:
@@ -174,7 +148,7 @@ class Layout:
 
 
 def read_layout(source: Source) -> Layout:
-    return _read_layout_cached(source, _stamp(source))
+    return _read_layout_cached(source, stamp(source))
 
 
 @functools.lru_cache(maxsize=128)
@@ -410,7 +384,7 @@ class SceneMeta:
 
 def read_scene(source: Source, layout: Layout, index: int) -> SceneMeta:
     entry = layout.scenes[index]
-    return _read_scene_cached(source, entry, _stamp(source, entry.path))
+    return _read_scene_cached(source, entry, stamp(source, entry.path))
 
 
 @functools.lru_cache(maxsize=256)
