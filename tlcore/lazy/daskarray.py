@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tlcore.lazy.compute import direct_read_enabled, region_of_blocks
-from tlcore.lazy.reader import ArrayReader
+from tlcore.lazy.reader import ArrayReader, dask_window
 from tlcore.lazy.regions import ReaderView, RegionRead
 
 if TYPE_CHECKING:
@@ -54,26 +54,15 @@ _install_lock = threading.Lock()
 def as_dask(reader: ArrayReader, chunks: Sequence[int] | None = None) -> da.Array:
     r"""Wrap ``reader`` in a dask array, chunked like the storage (or as ``chunks`` says).
 
-    Nothing is read: dask is given the dtype and an empty meta array, so it never probes the
-    reader. The reader is inlined into each task instead of being one shared graph key, so the
-    per-crop cost does not grow with the number of chunks (see NOTES on ``inline_array``).
-    The first call in a process :func:`install`\ s :func:`optimize`: a plain ``.compute()`` of
-    a crop of this array is then one region read of ``reader``.
+    Nothing is read (:func:`~tlcore.lazy.reader.dask_window`). The first call in a process
+    :func:`install`\ s :func:`optimize`: a plain ``.compute()`` of a crop of this array is then
+    one region read of ``reader``.
     """
-    import dask.array as da
     from dask.base import tokenize
 
     install()
-    return da.from_array(
-        reader,
-        chunks=tuple(chunks) if chunks is not None else reader.chunks,
-        name=f"tlcore-{tokenize(reader)}",
-        inline_array=True,
-        fancy=False,
-        lock=False,
-        asarray=False,
-        meta=np.empty((0,) * reader.ndim, dtype=reader.dtype),
-    )
+    chosen = tuple(chunks) if chunks is not None else reader.chunks
+    return dask_window(reader, chosen, f"tlcore-{tokenize(reader)}")
 
 
 def install() -> None:

@@ -14,9 +14,12 @@ import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import dask.array as da
 
 Region = tuple[slice, slice, slice, slice, slice]
 
@@ -239,3 +242,26 @@ def reader_of(array: Any) -> ArrayReader | None:
     if not isinstance(reader, ArrayReader) or tuple(array.shape) != reader.shape:
         return None
     return reader
+
+
+def dask_window(window: Any, chunks: Sequence[Any], name: str) -> da.Array:
+    """A dask array over ``window`` (an :class:`ArrayReader`, or a view of one: ``shape``,
+    ``dtype``, ``ndim`` and numpy basic indexing), chunked as ``chunks`` (dask's ``chunks``:
+    a size per axis, or the sizes of each axis's chunks), named ``name``.
+
+    Nothing is read: dask is given the dtype and an empty meta array, so it never probes the
+    window. The window is inlined into each task instead of being one shared graph key, so the
+    per-crop cost does not grow with the number of chunks (see NOTES on ``inline_array``); tlcore
+    indexes it itself (no fancy indexing, no lock, no ``asarray``)."""
+    import dask.array as da
+
+    return da.from_array(
+        window,
+        chunks=tuple(chunks),
+        name=name,
+        inline_array=True,
+        fancy=False,
+        lock=False,
+        asarray=False,
+        meta=np.empty((0,) * window.ndim, dtype=window.dtype),
+    )

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tlcore.lazy.reader import ArrayReader, Region, expand_index
+from tlcore.lazy.reader import ArrayReader, Region, dask_window, expand_index
 
 if TYPE_CHECKING:
     import dask.array as da
@@ -324,19 +324,9 @@ class ReaderView:
         """This view as a dask array (nothing read), chunked like the storage; a plain
         ``.compute()`` of a crop of it is one region read where :func:`tlcore.lazy.as_dask`
         has run in the process (it installs :mod:`tlcore.lazy.daskarray`'s optimisation)."""
-        import dask.array as da
         from dask.base import tokenize
 
-        return da.from_array(
-            self,
-            chunks=self.chunks,
-            name=f"tlcore-view-{tokenize(self)}",
-            inline_array=True,
-            fancy=False,
-            lock=False,
-            asarray=False,
-            meta=np.empty((0,) * self.ndim, dtype=self.dtype),
-        )
+        return dask_window(self, self.chunks, f"tlcore-view-{tokenize(self)}")
 
     def __dask_tokenize__(self) -> tuple[Any, ...]:
         return (
