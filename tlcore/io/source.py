@@ -64,6 +64,12 @@ def redact(options: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def is_remote_path(path: str) -> bool:
+    """Whether ``path`` names something read over the network: a URL whose protocol is not
+    ``file://``."""
+    return "://" in path and not path.startswith("file://")
+
+
 _s3_session: Any = None
 _s3_session_lock = threading.Lock()
 

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from tlcore.images import LazyImage
+from tlcore.io.source import is_remote_path
 from tlcore.prediction.errors import PredictionError
 from tlcore.prediction.grid import UnitId
 
@@ -121,7 +122,7 @@ class OutputStore:
         """
         out = Path(path).resolve()
         for uri in inputs:
-            if "://" in uri and not uri.startswith("file://"):
+            if is_remote_path(uri):
                 continue
             src = Path(uri.removeprefix("file://")).resolve()
             if out == src or src in out.parents or out in src.parents:

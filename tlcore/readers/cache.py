@@ -32,13 +32,15 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from tlcore.images import LazyImage
+from tlcore.io.stamps import local_stamp
 from tlcore.readers.api import open_lazy
 
 _lock = threading.Lock()
 _images: OrderedDict[tuple[Any, ...], LazyImage] = OrderedDict()
 #: A forked child's images from its parent, not used until revived (:func:`_revive`).
 _inherited: dict[tuple[Any, ...], LazyImage] = {}
-#: What each local file or store looked like on disk when its image was opened (:func:`_stamp`).
+#: What each local file or store looked like on disk when its image was opened
+#: (:func:`tlcore.io.stamps.local_stamp`).
 _stamps: dict[tuple[Any, ...], tuple[Any, ...] | None] = {}
 _log = logging.getLogger(__name__)
 #: How many opened images each process keeps (the least recently used ones are dropped).
@@ -52,60 +54,11 @@ def _key(
     return (os.fspath(path) if isinstance(path, os.PathLike) else str(path), scene, level, options)
 
 
-#: Files beside a store's root whose rewrite means the store was rewritten (zarr v2 and v3).
-_STORE_METADATA = ("zarr.json", ".zattrs", ".zgroup", ".zarray")
-
-
-#: Sub-folders of a store whose metadata is stamped too, at most (a plate's wells are not).
-_STAMPED_CHILDREN = 64
-
-
-def _stamp(path: str) -> tuple[Any, ...] | None:
-    """What a local file (or a store's folder, its root metadata and the metadata of the
-    folders directly inside it) looks like on disk: inode, size and modification time. None for
-    a URL: asking an object store costs a request, and remote objects are read as versioned by
-    their ETag (:mod:`tlcore.io.remote`).
-
-    The folders inside count because a store grows there: appending timepoints to an OME-Zarr
-    image (a live acquisition) rewrites only its arrays' metadata (``0/zarr.json``...), and an
-    image opened before would keep its old shape."""
-    if "://" in path and not path.startswith("file://"):
-        return None
-    local = path.removeprefix("file://")
-    try:
-        st = os.stat(local)
-    except OSError:
-        return (None,)  # a file that is gone, or was never there
-    found: list[Any] = [(st.st_ino, st.st_size, st.st_mtime_ns)]
-    if not os.path.isdir(local):
-        return tuple(found)
-    found += _metadata_stamps(local)
-    try:
-        children = sorted(e.name for e in os.scandir(local) if e.is_dir())
-    except OSError:
-        children = []
-    for name in children[:_STAMPED_CHILDREN]:
-        found += _metadata_stamps(os.path.join(local, name))
-    return tuple(found)
-
-
-def _metadata_stamps(folder: str) -> list[Any]:
-    out: list[Any] = []
-    for name in _STORE_METADATA:
-        try:
-            st = os.stat(os.path.join(folder, name))
-        except OSError:
-            out.append(None)
-            continue
-        out.append((st.st_ino, st.st_size, st.st_mtime_ns))
-    return out
-
-
 def _fresh(key: tuple[Any, ...]) -> bool:
     """Whether the image cached under ``key`` still describes its file (called under the
     lock). A file rewritten since it was opened would be read through stale offsets and
     shapes: plausible garbage, so its image is dropped and the file opened again."""
-    if key not in _stamps or _stamps[key] == _stamp(key[0]):
+    if key not in _stamps or _stamps[key] == local_stamp(key[0]):
         return True
     _log.info("%s changed on disk since it was opened; opening it again", key[0])
     _images.pop(key, None)
@@ -139,7 +92,7 @@ def open_cached(
         if image is not None:
             _images[key] = image
             return image
-    stamp = _stamp(key[0])  # before opening: a rewrite during the open is seen next time
+    stamp = local_stamp(key[0])  # before opening: a rewrite during the open is seen next time
     image = open_lazy(
         path, scene=scene, level=level, reader=reader, storage_options=storage_options or None
     )

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from tlcore import vocabulary
 from tlcore.errors import TlcoreError
+from tlcore.io.source import is_remote_path
 from tlcore.sampling.images import ImageRef, parse_images
 
 if TYPE_CHECKING:
@@ -227,15 +228,11 @@ _PARSERS = {"path": lambda v: None if _is_empty(v) else str(v), "channel": parse
             "scene": parse_scene, "resolution": _resolution, "options": parse_options}  # fmt: skip
 
 
-def _is_remote(path: str) -> bool:
-    return "://" in path and not path.startswith("file://")
-
-
 def _resolve(path: str, base: str | None) -> str:
     """Resolve ``path`` against the folder of the manifest at ``base`` (local or a URL)."""
     if base is None or "://" in path or os.path.isabs(path) or path.startswith("~"):
         return os.path.expanduser(path)
-    if _is_remote(base):
+    if is_remote_path(base):
         from tlcore.io.source import normalise_url
 
         parent = base.rstrip("/").rsplit("/", 1)[0]
@@ -250,7 +247,7 @@ def _read_table(location: Any, storage_options: Mapping[str, Any] | None) -> pd.
     text = str(location)
     kwargs: dict[str, Any] = {"dtype": str, "keep_default_na": False, "skipinitialspace": True}
     options: dict[str, Any] = {}
-    if _is_remote(text) and storage_options:
+    if is_remote_path(text) and storage_options:
         from tlcore.io.source import is_reader_option
 
         # Reader options (czi_tiles, tlcore_cache_dir...) mean nothing to fsspec.
@@ -267,7 +264,7 @@ def _read_table(location: Any, storage_options: Mapping[str, Any] | None) -> pd.
             raise ManifestError(f"manifest {text} does not exist") from exc
     if options:
         kwargs["storage_options"] = options
-    if not _is_remote(text) and not os.path.exists(text):
+    if not is_remote_path(text) and not os.path.exists(text):
         raise ManifestError(f"manifest {text} does not exist")
     return _parse(pd, text, text, kwargs)
 

@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 from tlcore import vocabulary
 from tlcore.errors import TlcoreError
 from tlcore.io.prefetch import DEFAULT_BUDGET
+from tlcore.io.source import is_remote_path
 from tlcore.readers import cache
 from tlcore.sampling.draws import (
     SAMPLING_MODES,
@@ -463,7 +464,7 @@ class TimelapseDataset(Dataset[dict[str, Any]]):
 def _is_remote(row: ManifestRow) -> bool:
     """Whether an image of ``row`` is read over the network (a URL other than ``file://``)."""
     paths = [row.path, *(str(getattr(i, "path", "")) for i in getattr(row, "images", {}).values())]
-    return any("://" in str(p) and not str(p).startswith("file:") for p in paths)
+    return any(is_remote_path(str(p)) for p in paths)
 
 
 def _root_cause(exc: BaseException) -> tuple[BaseException, str]:

@@ -28,6 +28,7 @@ import zarr.storage
 from zarr.abc.store import Store
 
 from tlcore import Source
+from tlcore.io.stamps import local_stamp
 from tlcore_ome_zarr.errors import MetadataError, OmeZarrWarning, invalid
 from tlcore_ome_zarr.metadata import (
     Multiscale,
@@ -39,7 +40,6 @@ from tlcore_ome_zarr.metadata import (
     physical,
 )
 from tlcore_ome_zarr.omexml import XmlImage, xml_images
-from tlcore_ome_zarr.stamps import stamp
 
 _META_FILES = ("zarr.json", ".zattrs", ".zgroup")
 _LAYOUT_KEYS = ("multiscales", "plate", "bioformats2raw.layout")
@@ -87,6 +87,13 @@ def warn(source: Source, group: str, note: str) -> None:
         f"{source.uri} ({where}): {note}", OmeZarrWarning, filename="tlcore-ome-zarr", lineno=0,
         module="tlcore_ome_zarr", registry=_SHOWN,
     )  # fmt: skip
+
+
+def _stamp(source: Source, path: str = "") -> tuple[Any, ...] | None:
+    """What the metadata parsed for the group at ``path`` depends on, as it is on disk: the
+    group's folder, its metadata and that of its arrays and child groups (appending timepoints
+    rewrites only ``0/zarr.json``); None for a remote store (read once per process)."""
+    return local_stamp(os.path.join(source.uri, path) if path else source.uri)
 
 
 def array_inside_store(uri: str) -> str:
@@ -148,7 +155,7 @@ class Layout:
 
 
 def read_layout(source: Source) -> Layout:
-    return _read_layout_cached(source, stamp(source))
+    return _read_layout_cached(source, _stamp(source))
 
 
 @functools.lru_cache(maxsize=128)
@@ -384,7 +391,7 @@ class SceneMeta:
 
 def read_scene(source: Source, layout: Layout, index: int) -> SceneMeta:
     entry = layout.scenes[index]
-    return _read_scene_cached(source, entry, stamp(source, entry.path))
+    return _read_scene_cached(source, entry, _stamp(source, entry.path))
 
 
 @functools.lru_cache(maxsize=256)
