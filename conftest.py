@@ -117,9 +117,15 @@ def s3_new_bucket(s3_server: dict[str, Any], request: pytest.FixtureRequest) -> 
     """A new, empty bucket on the loopback S3 server, named after the test (its name)."""
     import re
 
+    name = "t-" + re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:50].strip("-")
+    _create_bucket(s3_server, name)
+    return name
+
+
+def _create_bucket(s3_server: dict[str, Any], name: str) -> None:
+    """A new bucket ``name`` on the loopback S3 server (the credentials of ``s3_server``)."""
     import boto3
 
-    name = "t-" + re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:50].strip("-")
     boto3.client(
         "s3",
         endpoint_url=str(s3_server["endpoint_url"]),
@@ -127,7 +133,6 @@ def s3_new_bucket(s3_server: dict[str, Any], request: pytest.FixtureRequest) -> 
         aws_secret_access_key="testing",
         region_name="us-east-1",
     ).create_bucket(Bucket=name)
-    return name
 
 
 @pytest.fixture
@@ -149,7 +154,6 @@ def s3_movie(
     timelapse (:func:`tlcore.testing.synthetic.write_ome_zarr`) uploaded as
     ``s3://<bucket>/movie.ome.zarr`` to a new bucket of the loopback S3 server; written and
     uploaded once per session for each set of arguments."""
-    import boto3
     import s3fs
 
     from tlcore.testing.synthetic import write_ome_zarr
@@ -161,10 +165,7 @@ def s3_movie(
         if key not in made:
             if any(k[0] == bucket for k in made):
                 raise ValueError(f"bucket {bucket!r} already holds another movie")
-            boto3.client(
-                "s3", endpoint_url=str(s3_server["endpoint_url"]), aws_access_key_id="testing",
-                aws_secret_access_key="testing", region_name="us-east-1",
-            ).create_bucket(Bucket=bucket)  # fmt: skip
+            _create_bucket(s3_server, bucket)
             local = write_ome_zarr(tmp_path_factory.mktemp(bucket) / "movie.ome.zarr",
                                    shape=shape, chunks=chunks, seed=seed)  # fmt: skip
             s3fs.S3FileSystem(**s3_server).put(str(local), f"{bucket}/movie.ome.zarr",

@@ -10,9 +10,9 @@ import tlcore.io.clients  # noqa: F401  (its fork hook must be in place before w
 
 def worker_init(worker_id: int) -> None:
     """Set up a DataLoader worker: one torch thread, dask's synchronous scheduler, global
-    RNGs seeded per worker (for user code that uses them; tlcore's own draws do not), and
-    decoders sharing the cores with the other
-    workers (:func:`tlcore.lazy.cpu.set_sharing`)."""
+    RNGs seeded per worker (for user code that uses them; tlcore's own draws do not), decoders
+    sharing the cores with the other workers (:func:`tlcore.lazy.cpu.set_sharing`), and S3
+    chunk reads allowed on obstore (:func:`tlcore.io.clients.mark_worker`)."""
     import gc
     import random
 

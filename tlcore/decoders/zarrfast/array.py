@@ -116,12 +116,12 @@ class FastZarrArray:
             try:
                 if lay.objects is not None:
                     _read_objects(lay, tasks, out, limit)
-                elif lay.shard is not None:
-                    try:
-                        tasks = shards.locate(lay, tasks, opened)
-                    except shards.ShardError as exc:
-                        raise _error(lay, exc.task, exc.cause) from exc.cause
-                if lay.objects is None:
+                else:
+                    if lay.shard is not None:
+                        try:
+                            tasks = shards.locate(lay, tasks, opened)
+                        except shards.ShardError as exc:
+                            raise _error(lay, exc.task, exc.cause) from exc.cause
                     pool.run(lambda t: _read_chunk(lay, t, out), tasks, min(limit, len(tasks)))
             finally:
                 for fd in opened.values():
@@ -139,7 +139,8 @@ class FastZarrArray:
         per_shard = lay.shard.per_shard if lay.shard is not None else None
         # Strides (in elements) of a chunk in its memory order, for the needed byte range.
         strides = _strides(lay.chunks, lay.order)
-        whole = not partial or lay.codec is not None
+        # Compressed chunks are decoded whole, and objects are fetched whole.
+        whole = not partial or lay.codec is not None or lay.objects is not None
         tasks = []
         for coords in itertools.product(*per_axis):
             chunk_sel, out_sel = [], []
@@ -150,7 +151,7 @@ class FastZarrArray:
                 out_sel.append(slice(lo - s.start, hi - s.start))
                 first += (lo - c * k) * stride
                 last += (hi - 1 - c * k) * stride
-            if whole or lay.objects is not None:  # objects are fetched whole
+            if whole:
                 first, last = 0, math.prod(lay.chunks) - 1
             # Sharded: the shard file holding the inner chunk.
             at = coords if per_shard is None else tuple(c // p for c, p in zip(coords, per_shard))
