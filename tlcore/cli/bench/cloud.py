@@ -241,10 +241,11 @@ def _tensorstore_note(before: float | str, after: float | str, latency: float,
     return head + f"{rate:.1f} crops/s; tlcore/tensorstore: {ratios}"
 
 
-def _throttle_rows(endpoint: str, url: str, rows: list[Row],
-                   args: argparse.Namespace) -> tuple[list[Row], list[str]]:  # fmt: skip
+def _throttle_rows(endpoint: str, url: str, rows: list[Row], args: argparse.Namespace,
+                   client: str = "") -> tuple[list[Row], list[str]]:  # fmt: skip
     """Rows with the relay answering ``args.throttle`` of reads with 503 SlowDown, each
-    against the row of the same latency and workers without faults (same run)."""
+    against the row of the same latency, workers and client (``client``: the name the rows
+    carry when several clients ran, else "") without faults (same run)."""
     out: list[Row] = []
     notes: list[str] = []
     if args.throttle <= 0:
@@ -254,10 +255,10 @@ def _throttle_rows(endpoint: str, url: str, rows: list[Row],
     try:
         for w in (int(n) for n in args.throttle_workers.split(",")):
             share = f"{args.throttle:.0%} 503"
-            row = _s3_row(relay, f"S3 zarr {latency:g} ms {share}", url, w, args)
+            plain = f"S3 zarr{client and ' ' + client} {latency:g} ms"
+            row = _s3_row(relay, f"{plain} {share}", url, w, args)
             out.append(row)
-            base = next((r for r in rows if r.what == f"S3 zarr {latency:g} ms"
-                         and r.workers == w), None)  # fmt: skip
+            base = next((r for r in rows if r.what == plain and r.workers == w), None)
             against = (
                 f"{row.rate / base.rate:.2f}x the same run without faults ({base.rate:.1f} "
                 f"crops/s; steady {row.steady:.1f} vs {base.steady:.1f})"
@@ -332,7 +333,9 @@ def run(args: argparse.Namespace) -> int:
                         notes.append(_tensorstore_note(ts_before, ts_after, latency, rows))
                 finally:
                     relay.stop()
-            faulty, faulty_notes = _throttle_rows(endpoint, targets[0][1], rows, args)
+            # The client of the last rows is still the workers' (TLCORE_S3_CLIENT).
+            faulty, faulty_notes = _throttle_rows(endpoint, targets[0][1], rows, args,
+                                                  s3_clients[-1])  # fmt: skip
             rows += faulty
             notes += faulty_notes
     finally:
