@@ -1,5 +1,5 @@
-"""Which S3 client a process reads chunks with: s3fs, or obstore in DataLoader workers where
-that is safe (``TLCORE_S3_CLIENT``).
+"""Which S3 client a process reads chunks and byte ranges with: s3fs, or obstore in DataLoader
+workers where that is safe (``TLCORE_S3_CLIENT``).
 
 obstore costs the client about a third of s3fs's CPU per GET (NOTES, "Object storage"), but a
 process forked after its parent (or any ancestor) used obstore hangs on its first request. So
@@ -63,7 +63,8 @@ def obstore_safe() -> bool:
 
 
 def use_obstore() -> bool:
-    """Whether S3 chunk reads in this process go through obstore (see the module docstring).
+    """Whether S3 chunk and range reads in this process go through obstore (see the module
+    docstring).
 
     Raises:
         ImportError: ``TLCORE_S3_CLIENT=obstore`` and obstore is not installed.
@@ -75,7 +76,7 @@ def use_obstore() -> bool:
         if wanted == "obstore":
             raise ImportError(
                 f"{ENV}=obstore but obstore is not installed: "
-                "pip install 'tlcore-ome-zarr[obstore]', or unset the variable"
+                "pip install obstore (or the plugins' [obstore] extra), or unset the variable"
             )
         return False
     return True

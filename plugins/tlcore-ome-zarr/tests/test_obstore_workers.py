@@ -19,7 +19,6 @@ from tlcore.io import clients
 from tlcore.io import prefetch as ahead
 from tlcore.io.relay import Relay
 from tlcore.training.datamodule import RandomTimelapseDatamodule
-from tlcore_ome_zarr.s3client import s3_store_kwargs
 
 # Not imported here: a parent that has imported obstore forks workers that keep s3fs.
 if importlib.util.find_spec("obstore") is None:
@@ -119,28 +118,3 @@ def test_throttled_obstore_reads_are_retried_by_tlcore(
         throttling.stop()
     assert _same(got, reference)
     assert set(agents) == {"object_store"}, agents
-
-
-def test_only_options_with_a_clean_equivalent_map_to_obstore() -> None:
-    base = {"endpoint_url": "http://127.0.0.1:9", "key": "k", "secret": "s",
-            "client_kwargs": {"region_name": "eu-west-1"}, "tlcore_retries": 2,
-            "config_kwargs": {"connect_timeout": 10, "read_timeout": 60,
-                              "retries": {"max_attempts": 5}}}  # fmt: skip
-    kw = s3_store_kwargs("s3://b/a/movie.ome.zarr", base)
-    assert kw is not None
-    assert (kw["bucket"], kw["prefix"]) == ("b", "a/movie.ome.zarr")
-    assert kw["config"] == {"region": "eu-west-1", "endpoint": "http://127.0.0.1:9"}
-    assert kw["client_options"] == {"connect_timeout": "10s", "read_timeout": "60s",
-                                    "allow_http": True}  # fmt: skip
-    assert kw["retry_config"] == {"max_retries": 0}  # tlcore's retries, not obstore's
-    assert kw["credential_provider"]()["access_key_id"] == "k"
-    anon = s3_store_kwargs("s3://b/m.zarr", {"anon": True, "endpoint_url": "http://h:1"})
-    assert anon is not None and anon["config"]["skip_signature"] is True
-    for other in (
-        {**base, "requester_pays": True},
-        {**base, "client_kwargs": {"region_name": "x", "verify": False}},
-        {**base, "config_kwargs": {"s3": {"addressing_style": "virtual"}}},
-        {k: v for k, v in base.items() if k not in ("key", "secret")},  # botocore's chain
-    ):
-        assert s3_store_kwargs("s3://b/m.zarr", other) is None, other
-    assert s3_store_kwargs("gs://b/m.zarr", base) is None

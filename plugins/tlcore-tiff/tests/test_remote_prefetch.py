@@ -76,11 +76,42 @@ def test_a_prefetched_crop_is_read_without_a_request(
     since = len(relay.lines)
     np.testing.assert_array_equal(reader.read(BOX), expected)
     assert _gets(relay, since) == 0, relay.lines[since:]  # every request found in the cache
-    assert cache.stats.hits == cache.stats.fetched == cold and cache.stats.failed == 0
+    # one entry per tile (3 pages x 4 tiles), fetched by the read's own merged requests
+    assert cache.stats.hits == cache.stats.fetched == 12 and cache.stats.failed == 0
     reader.prefetch([BOX], until=3, lane=1)  # already held: nothing sent again
     assert _gets(relay, since) == 0
     cache.release(3, 1)
     assert len(cache) == 0 and cache.stats.evicted == 0
+
+
+def test_a_tile_two_planned_samples_share_is_fetched_once_and_decoded_once(
+    s3_server: dict[str, Any], remote: str, relay: Relay, movie: tuple[Path, np.ndarray]
+) -> None:
+    reader = _reader(remote, relay.options(s3_server))
+    # the same 3 pages; the second box's columns 30:60 lie in the first box's two tile
+    # columns, and its rows 40:64 in its second tile row: its 6 tiles are all the first's
+    first = BOX
+    second = (slice(1, 2), slice(0, 1), slice(1, 4), slice(40, 64), slice(30, 60))
+    cache = ahead.install()
+    since = len(relay.lines)
+    reader.prefetch([first], until=1, lane=1)
+    fetched = cache.stats.fetched
+    assert fetched == 12 and _gets(relay, since) > 0
+    since = len(relay.lines)
+    reader.prefetch([second], until=2, lane=1)  # held already: only kept longer
+    assert _gets(relay, since) == 0 and cache.stats.fetched == fetched
+    cache.begin(1, lane=1)
+    np.testing.assert_array_equal(reader.read(first), movie[1][first])
+    assert cache.stats.kept_decoded == 6  # the second box's tiles, decoded for it
+    cache.release(1, lane=1)
+    assert len(cache) == 6
+    cache.begin(2, lane=1)
+    since = len(relay.lines)
+    np.testing.assert_array_equal(reader.read(second), movie[1][second])
+    assert _gets(relay, since) == 0
+    assert cache.stats.decoded_hits == 6 and cache.stats.hits == 12
+    cache.release(2, lane=1)
+    assert len(cache) == 0 and cache.used == 0
 
 
 def test_a_failed_prefetch_leaves_the_read_its_own_requests(

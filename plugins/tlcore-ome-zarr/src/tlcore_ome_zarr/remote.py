@@ -13,7 +13,7 @@
   ``auto``) and :func:`tlcore.io.clients.use_obstore` allow obstore (about a third of s3fs's
   CPU per GET; a process forked after its parent used obstore hangs, so the parent never
   does). Decided per process at the first read; the storage options must map
-  (:func:`tlcore_ome_zarr.s3client.s3_store_kwargs`), else s3fs.
+  (:func:`tlcore.io.objstore.s3_store_kwargs`), else s3fs.
 """
 
 from __future__ import annotations
@@ -76,11 +76,11 @@ class RemoteStore(WrapperStore[Store]):
         if self._obs_pid != os.getpid():  # decided once per process (a fork decides again)
             store: Any = False
             if clients.use_obstore():  # may raise (asked for obstore, not installed)
-                from tlcore_ome_zarr import s3client
+                from tlcore.io import objstore
 
-                kwargs = s3client.s3_store_kwargs(self.uri, self.options)
+                kwargs = objstore.s3_store_kwargs(self.uri, self.options)
                 if kwargs is not None:
-                    store = s3client.open_s3(kwargs)
+                    store = objstore.open_s3(kwargs)
             self._obs, self._obs_pid = store, os.getpid()
         return self._obs or None
 

@@ -18,15 +18,27 @@ from typing import Any
 import numpy as np
 
 from tlcore import ReaderError, Source
+from tlcore.io import objstore
+from tlcore.io import prefetch as ahead
 from tlcore.lazy import ArrayReader, Region
-from tlcore_tiff.fetch import fetch_ranges, prefetch_ranges
+from tlcore_tiff.fetch import Fetch, fetch_ranges, prefetch_ranges, range_name
 from tlcore_tiff.layout import Layout
 from tlcore_tiff.meta import SceneMeta
 from tlcore_tiff.opening import OpenTiff, fsspec_filesystem
 from tlcore_tiff.table import PageTable
 
 _Ranges = list[tuple[int, int]]
-_Finish = Callable[[list[bytes]], np.ndarray]
+_Finish = Callable[[list[Any]], np.ndarray]
+
+
+class _Decoded:
+    """A segment another sample's read decoded and the prefetch cache kept (in place of its
+    bytes, in the list of ranges' data a plan's finish receives)."""
+
+    __slots__ = ("array",)
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array = array
 
 
 class TiffArrayReader(ArrayReader):
@@ -144,9 +156,14 @@ def _close(opened: OpenTiff | None, fd: int | None) -> None:
 
 class PageReader:
     """One process's read channel on a series level: positional reads of a local file, or range
-    requests remotely (all of a crop's in one :func:`~tlcore_tiff.fetch.fetch_ranges` call),
+    requests remotely (all of a crop's in one :func:`~tlcore_tiff.fetch.fetch_ranges` call,
+    through obstore where :func:`tlcore.io.objstore.file_store` allows it, else fsspec),
     planned from the level's :class:`~tlcore_tiff.table.PageTable` (offsets and byte counts of
     every tile or strip, parsed once in the process that opened the image).
+
+    Remotely, a tile or strip that a later sample of the process's prefetch plan also needs is
+    kept decoded in the prefetch cache after its first decode, and that sample's read takes it
+    from there: fetched once, decoded once.
 
     Where the table's codec is supported, opening it reads nothing (no TiffFile, no IFD) and
     segments are decoded with imagecodecs. Otherwise (``table.codec`` is None) the file is
@@ -162,6 +179,7 @@ class PageReader:
         self.table = table
         self._fd: int | None = None
         self._fs: Any = None
+        self._fetch: Fetch | None = None
         opened: OpenTiff | None = None
         self._tiff_decode: Any = None
         try:
@@ -171,8 +189,8 @@ class PageReader:
                 self._fs = opened.fs
             if source.is_local:
                 self._fd = os.open(source.uri, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-            elif self._fs is None:
-                self._fs = fsspec_filesystem(source)
+            else:
+                self._fetch = self._remote_fetch(source)
         except BaseException:
             if opened is not None:
                 opened.close()
@@ -186,15 +204,55 @@ class PageReader:
         self.contiguous_offset = table.contiguous_offset
         self.page_bytes = table.page_bytes
 
+    def _remote_fetch(self, source: Source) -> Fetch:
+        """This process's range fetch of the remote file: obstore where allowed, else fsspec's
+        ``cat_ranges`` (which retries through the filesystem's own client)."""
+        found = objstore.file_store(source.uri, source.storage_options)
+        if found is not None:
+            store, key = found
+            options = source.storage_options
+
+            def through_obstore(starts: list[int], ends: list[int]) -> list[Any]:
+                return objstore.cat_ranges(store, key, starts, ends, uri=self.uri, options=options)
+
+            return through_obstore
+        if self._fs is None:
+            self._fs = fsspec_filesystem(source)
+        fs = self._fs
+
+        def through_fsspec(starts: list[int], ends: list[int]) -> list[Any]:
+            return list(fs.cat_ranges([self.uri] * len(starts), starts, ends))
+
+        return through_fsspec
+
     # -- bytes -------------------------------------------------------------------------------
-    def _read_ranges(self, ranges: list[tuple[int, int]]) -> list[bytes]:
-        """Bytes at each (offset, length), exactly; a short read means a truncated file."""
+    def _read_ranges(self, ranges: list[tuple[int, int]]) -> list[Any]:
+        """Bytes at each (offset, length), exactly (a short read means a truncated file), or a
+        :class:`_Decoded` segment the prefetch cache kept for this read."""
         if not ranges:
             return []
         if self._fd is not None:
-            chunks: list[Any] = [os.pread(self._fd, n, off) for off, n in ranges]
-        else:
-            chunks = fetch_ranges(self._fs, self.uri, ranges)
+            return self._checked(ranges, [os.pread(self._fd, n, off) for off, n in ranges])
+        assert self._fetch is not None
+        out: list[Any] = [None] * len(ranges)
+        cache = ahead.active()
+        todo = list(range(len(ranges)))
+        if cache is not None:  # segments another sample decoded and left for this one
+            todo = []
+            for i, (off, n) in enumerate(ranges):
+                kept = cache.lookup_decoded(range_name(self.uri, off, n))
+                if kept is not None:
+                    out[i] = _Decoded(kept)
+                else:
+                    todo.append(i)
+        wanted = [ranges[i] for i in todo]
+        for i, data in zip(
+            todo, self._checked(wanted, fetch_ranges(self._fetch, self.uri, wanted))
+        ):
+            out[i] = data
+        return out
+
+    def _checked(self, ranges: list[tuple[int, int]], chunks: list[Any]) -> list[bytes]:
         for (off, n), data in zip(ranges, chunks):
             if isinstance(data, BaseException):
                 raise data
@@ -219,8 +277,8 @@ class PageReader:
         """Fetch each group of ranges (one group per future :meth:`_read_ranges` call) ahead
         into the process's prefetch cache (:func:`~tlcore_tiff.fetch.prefetch_ranges`); local
         files read nothing ahead."""
-        if self._fd is None and groups:
-            prefetch_ranges(self._fs, self.uri, groups, until, lane)
+        if self._fetch is not None and groups:
+            prefetch_ranges(self._fetch, self.uri, groups, until, lane)
 
     def read_many(self, requests: list[tuple[int, int, int, int, int]]) -> list[np.ndarray]:
         """:meth:`read` for each ``(index, y0, y1, x0, x1)``, with the bytes of all of them
@@ -277,8 +335,19 @@ class PageReader:
             page, indices, dict(zip(wanted, parts)), y0, y1, x0, x1
         )
 
-    def _segment(self, page: int, index: int, data: bytes) -> np.ndarray:
-        """Segment ``index`` of ``page`` decoded, as (rows, columns, samples) of the image."""
+    def _segment(self, page: int, index: int, data: bytes | _Decoded) -> np.ndarray:
+        """Segment ``index`` of ``page`` decoded, as (rows, columns, samples) of the image;
+        remotely, kept decoded in the prefetch cache when a later planned sample needs it."""
+        if isinstance(data, _Decoded):
+            return data.array
+        found = self._decode(page, index, data)
+        cache = ahead.active() if self._fd is None else None
+        if cache is not None:
+            offset, count = self.table.offsets[page][index], self.table.counts[page][index]
+            cache.keep_decoded(range_name(self.uri, int(offset), int(count)), found)
+        return found
+
+    def _decode(self, page: int, index: int, data: bytes) -> np.ndarray:
         if self._tiff_decode is None:
             return self.table.decode(data, index, page)
         segment, _, _ = self._tiff_decode(
@@ -295,7 +364,7 @@ class PageReader:
         self,
         page: int,
         indices: list[int],
-        datas: dict[int, bytes],
+        datas: dict[int, Any],
         y0: int,
         y1: int,
         x0: int,

@@ -1,29 +1,38 @@
 """Every remote TIFF byte-range read goes through :func:`fetch_ranges`, which looks first in the
 process's :mod:`tlcore.io.prefetch` cache (filled by :func:`prefetch_ranges`).
 
-One call fetches all the ranges a crop needs, concurrently (one fsspec ``cat_ranges``), after
-merging ranges that lie close in the file into one request: neighbouring tiles of a row, and the
-tiles of consecutive pages when a writer stores planes one after the other. A request costs a
-round trip; the bytes between two ranges cost only bandwidth. So gaps are bridged, smallest
-first, while the bytes fetched stay within :data:`MAX_OVERREAD` times the bytes needed (gaps
-up to :data:`FREE_GAP` are always bridged), and merged requests are capped at
+One call fetches all the ranges a crop needs, concurrently (one :data:`Fetch` call: fsspec's
+``cat_ranges``, or :func:`tlcore.io.objstore.cat_ranges` where the process reads S3 through
+obstore), after merging ranges that lie close in the file into one request: neighbouring tiles
+of a row, and the tiles of consecutive pages when a writer stores planes one after the other.
+A request costs a round trip; the bytes between two ranges cost only bandwidth. So gaps are
+bridged, smallest first, while the bytes fetched stay within :data:`MAX_OVERREAD` times the
+bytes needed (gaps up to :data:`FREE_GAP` are always bridged), and merged requests are capped at
 :data:`MAX_REQUEST` bytes so that large crops are still fetched by several requests at once.
 
-Fetching ahead: :func:`prefetch_ranges` plans the same ranges with the same
-:func:`plan_requests` as the read that will ask for them (the reader computes both from the
-same region, see ``TiffArrayReader.prefetch``), so each merged request is one cache entry named
-``"<uri>@<start>-<end>"`` (:func:`request_name`) and the read finds every request of its plan
-there, without a request of its own. A request the cache does not hold (not fetched ahead, a
-failed or dropped fetch, an evicted entry) is fetched by the read as before; one in flight is
-awaited rather than sent twice.
+Fetching ahead: :func:`prefetch_ranges` gets the ranges (tiles, strips, rows) that a future
+read will ask for (the reader computes both from the same region, see
+``TiffArrayReader.prefetch``) and keeps each range as its own cache entry, named
+``"<uri>@<start>-<end>"`` (:func:`request_name`), fetched by the same merged requests a read
+would send. Entries per range, not per request, so that a tile that several planned samples
+need is fetched once: a later sample's prefetch finds it held (its use is extended to that
+sample) and fetches only the ranges not yet held, and the reader may keep the tile decoded for
+that sample (``PageReader``, :meth:`tlcore.io.prefetch.AheadCache.keep_decoded`). A range the
+cache does not hold (not fetched ahead, a failed or dropped fetch, an evicted entry) is fetched
+by the read; one in flight is awaited rather than sent twice.
 """
 
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
 from typing import Any
 
 from tlcore.io import prefetch as ahead
+
+#: Fetches ``(starts, ends)`` byte ranges of one file, concurrently: the bytes of each, or the
+#: exception of a range that failed in its place (fsspec's ``cat_ranges`` contract).
+Fetch = Callable[[list[int], list[int]], list[Any]]
 
 #: Gaps up to this many bytes are always bridged (an IFD between two pages' tiles).
 FREE_GAP = 4 * 1024
@@ -93,16 +102,40 @@ def request_name(uri: str, start: int, end: int) -> str:
     return f"{uri}@{start}-{end}"
 
 
-def fetch_ranges(fs: Any, uri: str, ranges: list[tuple[int, int]]) -> list[Any]:
-    """The bytes of each (offset, length) of ``uri``, all requests in one concurrent
-    ``fs.cat_ranges`` call (see :func:`plan_requests`), except those the process's prefetch
-    cache holds (or is fetching: awaited); an exception in place of the bytes of a range
-    whose request failed. The caller checks lengths (a short read: truncated)."""
+def range_name(uri: str, offset: int, length: int) -> str:
+    """The cache name of the range (``offset``, ``length``) of ``uri``."""
+    return request_name(uri, offset, offset + length)
+
+
+def fetch_ranges(fetch: Fetch, uri: str, ranges: list[tuple[int, int]]) -> list[Any]:
+    """The bytes of each (offset, length) of ``uri``: those the process's prefetch cache holds
+    (or is fetching: awaited), the others in one concurrent ``fetch`` of their merged requests
+    (see :func:`plan_requests`); an exception in place of the bytes of a range whose request
+    failed. The caller checks lengths (a short read: truncated)."""
     if not ranges:
         return []
+    out: list[Any] = [None] * len(ranges)
+    missing = list(range(len(ranges)))
+    cache = ahead.active()
+    if cache is not None:
+        missing = []
+        for i, (off, n) in enumerate(ranges):
+            found, data = cache.lookup(range_name(uri, off, n))
+            if found and data is not None:
+                out[i] = data
+            else:
+                missing.append(i)
+    if missing:
+        for i, data in zip(missing, _fetch(fetch, [ranges[i] for i in missing])):
+            out[i] = data
+    return out
+
+
+def _fetch(fetch: Fetch, ranges: list[tuple[int, int]]) -> list[Any]:
+    """Each range's bytes (or exception), from one ``fetch`` of their merged requests."""
     requests = plan_requests(ranges)
     starts = [a for a, _ in requests]
-    blocks = _fetch_requests(fs, uri, requests)
+    blocks = fetch(starts, [b for _, b in requests])
     out: list[Any] = []
     for off, n in ranges:
         i = bisect.bisect_right(starts, off) - 1
@@ -114,53 +147,30 @@ def fetch_ranges(fs: Any, uri: str, ranges: list[tuple[int, int]]) -> list[Any]:
     return out
 
 
-def _fetch_requests(fs: Any, uri: str, requests: list[tuple[int, int]]) -> list[Any]:
-    """The bytes of each (start, end) request: from the prefetch cache where it holds them
-    (the same bytes, fetched earlier), the others in one ``cat_ranges`` call."""
-    blocks: list[Any] = [None] * len(requests)
-    missing = list(range(len(requests)))
-    cache = ahead.active()
-    if cache is not None:
-        missing = []
-        for i, (a, b) in enumerate(requests):
-            found, data = cache.lookup(request_name(uri, a, b))
-            if found and data is not None:
-                blocks[i] = data
-            else:
-                missing.append(i)
-    if missing:
-        starts = [requests[i][0] for i in missing]
-        got = fs.cat_ranges([uri] * len(missing), starts, [requests[i][1] for i in missing])
-        for i, data in zip(missing, got):
-            blocks[i] = data
-    return blocks
-
-
 def prefetch_ranges(
-    fs: Any, uri: str, ranges: list[list[tuple[int, int]]], until: int, lane: int = 0
+    fetch: Fetch, uri: str, ranges: list[list[tuple[int, int]]], until: int, lane: int = 0
 ) -> None:
-    """Fetch ahead, into the process's :mod:`tlcore.io.prefetch` cache, the requests that
-    :func:`fetch_ranges` will plan for each list of (offset, length) in ``ranges`` (one list
-    per future :func:`fetch_ranges` call), kept until sample ``until`` of ``lane`` is done.
-    All the requests not already held or in flight go in one concurrent ``cat_ranges`` call
-    (with the filesystem's own retries, as the read's); blocks until they are in. A request
-    that fails is not kept: the read then makes its own (and raises its own error)."""
+    """Fetch ahead, into the process's :mod:`tlcore.io.prefetch` cache, each (offset, length)
+    of ``ranges`` (one list per future :func:`fetch_ranges` call), kept until sample ``until``
+    of ``lane`` is done; a range already held or in flight is not fetched again (it is kept
+    until ``until`` too). The others go in one concurrent ``fetch`` of their merged requests
+    (with the client's retries, as the read's); blocks until they are in. A range whose
+    request fails is not kept: the read then makes its own request (and raises its own
+    error)."""
     cache = ahead.active()
     if cache is None:
         return
     names: dict[str, tuple[int, int]] = {}
     for group in ranges:
-        for a, b in plan_requests(group):
-            names.setdefault(request_name(uri, a, b), (a, b))
-    claimed = [n for n in names if cache.claim(n, until, lane) is not None]
+        for off, n in group:
+            if n > 0:
+                names.setdefault(range_name(uri, off, n), (off, n))
+    claimed = [name for name in names if cache.claim(name, until, lane) is not None]
     if not claimed:
         return
     filled: set[str] = set()
     try:
-        got = fs.cat_ranges(
-            [uri] * len(claimed), [names[n][0] for n in claimed], [names[n][1] for n in claimed]
-        )
-        for name, data in zip(claimed, got):
+        for name, data in zip(claimed, _fetch(fetch, [names[n] for n in claimed])):
             failed = isinstance(data, BaseException)
             cache.fill(name, None if failed else bytes(data), ok=not failed)
             filled.add(name)
