@@ -122,3 +122,60 @@ def test_a_missing_object_is_named_and_throttling_is_retried(
     missing = uri.rsplit("/", 1)[0] + "/gone.bin"
     (error,) = _in_worker(missing, dict(s3_server), [(0, 10)])
     assert error["error"] == "FileNotFoundError" and missing in error["text"]
+
+
+_TRIAL = """
+import json, sys
+from tlcore.io import clients, objstore
+clients.mark_worker()
+uri, options, pairs = json.loads(sys.argv[1])
+store, key = objstore.file_store(uri, options)
+trial = objstore.Trial(uri)
+got = objstore.cat_ranges(store, key, [a for a, _ in pairs], [b for _, b in pairs],
+                          uri=uri, options=options, trial=trial)
+print(json.dumps([type(d).__name__ for d in got] + [trial.proven]))
+"""
+
+
+def test_a_first_read_obstore_alone_fails_is_a_doubt_sent_once(
+    s3_server: dict[str, Any], blob: tuple[str, bytes]
+) -> None:
+    uri, _ = blob
+    # The relay answers obstore as AWS answers a client signed for another region (301
+    # PermanentRedirect, which obstore cannot follow) and relays everyone else.
+    refusing = Relay(str(s3_server["endpoint_url"]), refuse_agents=("object_store",))
+    try:
+        pairs = [(0, 10), (100, 200)]
+        done = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(_TRIAL),
+             json.dumps([uri, refusing.options(s3_server), pairs])],
+            capture_output=True, text=True, timeout=60,
+            env={**os.environ, clients.ENV: "obstore"},
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        *kinds, proven = json.loads(done.stdout.strip().splitlines()[-1])
+        # not retried (one request per range): the caller asks s3fs at once
+        assert kinds == ["ObstoreDoubt"] * 2 and proven is False
+        assert refusing.agents == ["object_store"] * 2
+    finally:
+        refusing.stop()
+
+
+def test_only_failures_s3fs_might_not_share_are_doubts() -> None:
+    from tlcore.io.objstore import Trial, may_be_obstore_only
+
+    redirect = Exception("Generic S3 error: Received redirect without LOCATION, this normally "
+                         "indicates an incorrectly configured region")  # fmt: skip
+    for shared in (
+        FileNotFoundError("gone"),
+        Exception("Server returned non-2xx status code: 503 Service Unavailable: SlowDown"),
+        Exception("Server returned non-2xx status code: 500 Internal Server Error"),
+        Exception("HTTP error: error sending request"),
+        Exception("operation timed out"),
+    ):
+        assert not may_be_obstore_only(shared), shared
+    assert may_be_obstore_only(redirect)
+    trial = Trial("s3://b/x")
+    assert type(trial.check(redirect)).__name__ == "ObstoreDoubt"
+    trial.passed()  # once obstore has read the store, its errors are its own
+    assert trial.check(redirect) is redirect

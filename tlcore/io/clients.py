@@ -5,7 +5,8 @@ obstore costs the client about a third of s3fs's CPU per GET (NOTES, "Object sto
 process forked after its parent (or any ancestor) used obstore hangs on its first request. So
 obstore is used only where all of these hold:
 
-* ``TLCORE_S3_CLIENT`` is ``obstore`` or ``auto`` (:func:`choice`);
+* ``TLCORE_S3_CLIENT`` is ``auto`` (the default: obstore where it is installed) or
+  ``obstore`` (:func:`choice`);
 * this process is a DataLoader worker (:func:`mark_worker`, called by
   :func:`tlcore.training.workers.worker_init`): the parent, which opens, validates and hands
   over images and runs ``num_workers=0`` epochs, keeps s3fs, so the workers it forks later
@@ -15,6 +16,11 @@ obstore is used only where all of these hold:
   (``os.register_at_fork``).
 
 A worker started by ``spawn`` or ``forkserver`` starts clean, and may use obstore.
+
+Where the storage options do not map to obstore, s3fs reads (:mod:`tlcore.io.objstore`); where
+obstore fails a store's first read that s3fs serves (a bucket in another region than the one
+configured), that process reads the store through s3fs from then on
+(:class:`tlcore.io.objstore.Trial`). ``TLCORE_S3_CLIENT=s3fs`` keeps every process on s3fs.
 """
 
 from __future__ import annotations
@@ -25,8 +31,9 @@ import sys
 
 ENV = "TLCORE_S3_CLIENT"
 CHOICES = ("s3fs", "obstore", "auto")
-#: The client when ``TLCORE_S3_CLIENT`` is unset.
-DEFAULT = "s3fs"
+#: The client when ``TLCORE_S3_CLIENT`` is unset: obstore in workers where installed (its client
+#: costs the loader about a third of s3fs's CPU per request; ``tlcore bench cloud``).
+DEFAULT = "auto"
 
 _worker = False  # this process is a DataLoader worker
 _used_here = False  # this process has used obstore

@@ -7,6 +7,13 @@ anything else keeps the reads on s3fs, so a read never means something else than
 through s3fs. obstore's own retries are off: :func:`tlcore.io.remote.retry_async` retries each
 request on its own, as on the s3fs path.
 
+obstore is on trial in each process, for each store, until it has served one read
+(:class:`Trial`): a first read that fails in a way s3fs may not (a bucket in another region
+than the one configured, which obstore cannot follow; a signing or addressing difference) is
+read again through s3fs, and when s3fs reads it, the process keeps s3fs for that store and logs
+a warning once. A missing object, throttling and failures of the network or the store (5xx,
+timeouts, refused connections) are not such failures: they are obstore's to retry.
+
 Why obstore: its client costs about a third of s3fs's CPU per request (botocore's request
 building, signing and response parsing are Python in s3fs, Rust in obstore), and on the 2-core
 machines of ``tlcore bench cloud`` the loader is CPU-bound. Reading six ranges of 1.6 MB of one
@@ -17,18 +24,90 @@ object in one call cost 19 ms of CPU through s3fs's ``cat_ranges`` and 8 ms thro
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 from tlcore.io import clients
-from tlcore.io.remote import attempts_for, retry_async
+from tlcore.io.remote import attempts_for, is_throttled, retry_async
 from tlcore.io.source import S3_CONFIG_DEFAULTS, is_reader_option
 
-__all__ = ["cat_ranges", "file_store", "open_s3", "run", "s3_store_kwargs"]
+__all__ = [
+    "ObstoreDoubt",
+    "Trial",
+    "cat_ranges",
+    "file_store",
+    "open_s3",
+    "run",
+    "s3_store_kwargs",
+    "trial_for",
+]
 
 T = TypeVar("T")
+log = logging.getLogger("tlcore")
+
+#: Words of obstore's errors for failures of the network or the store, which s3fs would meet
+#: too (obstore raises them all as ``GenericError``; only the text tells them apart).
+_TRANSIENT_WORDS = ("error sending request", "timed out", "timeout", "connection",
+                    "non-2xx status code: 5", "broken pipe", "reset by peer", "incomplete",
+                    "unexpected eof")  # fmt: skip
+
+
+def may_be_obstore_only(exc: BaseException) -> bool:
+    """Whether s3fs might read what obstore failed to: not a missing object, not throttling,
+    not a failure of the network or the store (see the module docstring)."""
+    if isinstance(exc, FileNotFoundError) or is_throttled(exc):
+        return False
+    # the first line: obstore appends a debug dump (with "retry_timeout" in it) to every error
+    text = str(exc).strip().split("\n", 1)[0].lower()
+    return not any(word in text for word in _TRANSIENT_WORDS)
+
+
+class ObstoreDoubt(Exception):
+    """obstore failed the first read of a store in a way s3fs may not (see :class:`Trial`):
+    the caller reads it again through s3fs. Never retried (``retryable``)."""
+
+    retryable = False
+
+
+class Trial:
+    """obstore's standing for one store in one process: on trial until one read succeeds
+    (one per store and process: :func:`trial_for`).
+
+    :meth:`check` turns a failure of a read into :class:`ObstoreDoubt` while on trial, when
+    s3fs might read it (:func:`may_be_obstore_only`); :meth:`abandon` records that s3fs did
+    (the callers then read the store through s3fs for the rest of the process)."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self.proven = False
+        self.abandoned = False
+
+    def passed(self) -> None:
+        self.proven = True
+
+    def check(self, exc: BaseException) -> BaseException:
+        """The error to raise for ``exc``: an :class:`ObstoreDoubt` while on trial and the
+        failure may be obstore's own, else ``exc``."""
+        if not self.proven and may_be_obstore_only(exc):
+            return ObstoreDoubt(f"{self.uri}: {type(exc).__name__}: {exc}")
+        return exc
+
+    def abandon(self, doubt: BaseException) -> None:
+        """s3fs read what obstore could not: warn once."""
+        with _trials_lock:
+            first, self.abandoned = not self.abandoned, True
+        if first:
+            reason = str(doubt).split("\n", 1)[0][:300]
+            log.warning(
+                "obstore could not read %s where s3fs can (%s); this process reads it through "
+                "s3fs from now on (TLCORE_S3_CLIENT=s3fs skips the attempt)",
+                self.uri,
+                reason,
+            )
+
 
 #: ``client_kwargs`` and ``config_kwargs`` keys that map (the retries are tlcore's own).
 _CLIENT_KEYS = {"region_name", "endpoint_url"}
@@ -138,6 +217,24 @@ def file_store(uri: str, options: Mapping[str, Any]) -> tuple[Any, str] | None:
     return open_s3(kwargs), key
 
 
+_trials: dict[str, Trial] = {}
+_trials_pid = 0
+_trials_lock = threading.Lock()
+
+
+def trial_for(uri: str) -> Trial:
+    """This process's :class:`Trial` of obstore for the store or file ``uri`` (shared by every
+    reader of it in the process; a forked child starts its own)."""
+    global _trials, _trials_pid
+    with _trials_lock:
+        if _trials_pid != os.getpid():
+            _trials, _trials_pid = {}, os.getpid()
+        found = _trials.get(uri)
+        if found is None:
+            found = _trials[uri] = Trial(uri)
+        return found
+
+
 # -- one event loop per process, for the synchronous callers -------------------------------------
 _loop: asyncio.AbstractEventLoop | None = None
 _loop_pid = 0
@@ -163,17 +260,27 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run_coroutine_threadsafe(coro, _running_loop()).result()
 
 
-async def _range(store: Any, key: str, start: int, end: int, what: str, attempts: int) -> Any:
+async def _range(
+    store: Any, key: str, start: int, end: int, what: str, attempts: int, trial: Trial | None
+) -> Any:
     import obstore as obs
     from obstore.exceptions import PermissionDeniedError, UnauthenticatedError
 
     async def once() -> Any:
         try:
-            return await obs.get_range_async(store, key, start=start, end=end)
-        except (PermissionDeniedError, UnauthenticatedError) as exc:
-            raise PermissionError(f"{what}: {exc}") from exc
-        except FileNotFoundError as exc:
-            raise FileNotFoundError(f"{what}: the object does not exist") from exc
+            try:
+                found = await obs.get_range_async(store, key, start=start, end=end)
+            except (PermissionDeniedError, UnauthenticatedError) as exc:
+                raise PermissionError(f"{what}: {exc}") from exc
+            except FileNotFoundError as exc:
+                raise FileNotFoundError(f"{what}: the object does not exist") from exc
+        except Exception as exc:
+            if trial is None:
+                raise
+            raise trial.check(exc) from exc
+        if trial is not None:
+            trial.passed()
+        return found
 
     return await retry_async(once, f"{what} bytes {start}-{end}", attempts)
 
@@ -186,12 +293,14 @@ def cat_ranges(
     *,
     uri: str,
     options: Mapping[str, Any],
+    trial: Trial | None = None,
 ) -> list[Any]:
     """The bytes ``start:end`` of object ``key`` for each pair, all requests in flight at once
     (each retried on its own, ``tlcore_retries`` attempts), as fsspec's ``cat_ranges`` with
     ``on_error="return"``: an exception in place of the bytes of a range that failed (a
     missing object, a refused permission, or :class:`tlcore.io.remote.RemoteError` after the
-    retries). ``uri`` names the object in those errors.
+    retries; with ``trial``, an :class:`ObstoreDoubt` for a failure s3fs might not share).
+    ``uri`` names the object in those errors.
 
     Ranges are requested exactly as given (obstore's own ``get_ranges`` would merge ranges up
     to 1 MiB apart, fetching bytes the caller chose not to)."""
@@ -199,7 +308,7 @@ def cat_ranges(
 
     async def gather() -> list[Any]:
         return await asyncio.gather(
-            *(_range(store, key, a, b, uri, attempts) for a, b in zip(starts, ends)),
+            *(_range(store, key, a, b, uri, attempts, trial) for a, b in zip(starts, ends)),
             return_exceptions=True,
         )
 

@@ -1,6 +1,8 @@
 """A TCP relay in front of an HTTP object store on loopback, for benchmarks and tests: it adds a
 fixed latency to every request, counts requests by method and bytes each way, can answer a
-share of reads with ``503 SlowDown`` (throttling), and can be stopped to play a dead endpoint.
+share of reads with ``503 SlowDown`` (throttling), can answer one client's requests as a store
+answers a request for a bucket of another region (``301 PermanentRedirect``), and can be
+stopped to play a dead endpoint.
 
 It reads just enough HTTP to see where a request starts (HTTP/1.1 without pipelining: a client
 sends its next request on a connection only after the previous response), so it works with any
@@ -23,6 +25,11 @@ _SLOWDOWN_BODY = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
     b"<Message>Please reduce your request rate.</Message></Error>"
 )
+_REDIRECT_BODY = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>PermanentRedirect</Code>'
+    b"<Message>The bucket you are attempting to access must be addressed using the specified "
+    b"endpoint. Please send all future requests to this endpoint.</Message></Error>"
+)
 
 
 class Relay:
@@ -34,15 +41,24 @@ class Relay:
         latency_s: added before forwarding each request (the round trip a remote store adds).
         throttle: share (0-1) of GET and HEAD requests answered ``503 SlowDown`` by the relay
             itself, drawn from a generator seeded with ``seed``.
+        refuse_agents: clients (User-Agent first words, e.g. ``"object_store"``) whose
+            requests are all answered ``301 PermanentRedirect``, as AWS answers a client that
+            signed for another region than the bucket's; the others are relayed.
     """
 
     def __init__(
-        self, target_url: str, latency_s: float = 0.0, throttle: float = 0.0, seed: int = 0
+        self,
+        target_url: str,
+        latency_s: float = 0.0,
+        throttle: float = 0.0,
+        seed: int = 0,
+        refuse_agents: tuple[str, ...] = (),
     ) -> None:
         parsed = urlparse(target_url)
         self._target = (parsed.hostname or "127.0.0.1", int(parsed.port or 80))
         self.latency_s = float(latency_s)
         self.throttle = float(throttle)
+        self.refuse_agents = frozenset(a.lower() for a in refuse_agents)
         self._rng = random.Random(seed)
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
@@ -125,18 +141,22 @@ class Relay:
                 method = next((m for m in _METHODS if data.startswith(m)), None)
                 if method is not None:
                     name = method.decode().strip()
+                    agent = _agent(data)
                     with self._lock:
                         self._methods[name] += 1
                         self.lines.append(" ".join(data[:300].decode("latin-1").split(" ")[:2]))
-                        self.agents.append(_agent(data))
+                        self.agents.append(agent)
                         self._up += len(data)
                         throttled = name in ("GET", "HEAD") and self._rng.random() < self.throttle
                         if throttled:
                             self._throttled += 1
                     if self.latency_s:
                         time.sleep(self.latency_s)
+                    if agent in self.refuse_agents:
+                        self._answer(client, "301 Moved Permanently", _REDIRECT_BODY, name)
+                        continue
                     if throttled:
-                        self._answer_slowdown(client, head=name == "HEAD")
+                        self._answer(client, "503 Slow Down", _SLOWDOWN_BODY, name)
                         continue
                 else:
                     with self._lock:
@@ -147,12 +167,13 @@ class Relay:
         finally:
             _shutdown(client, server)
 
-    def _answer_slowdown(self, client: socket.socket, head: bool) -> None:
+    def _answer(self, client: socket.socket, status: str, body: bytes, method: str) -> None:
+        """Answer the request itself (its body, if any, is not read: GET and HEAD have none)."""
         header = (
-            "HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\n"
-            f"Content-Length: {len(_SLOWDOWN_BODY)}\r\nConnection: keep-alive\r\n\r\n"
+            f"HTTP/1.1 {status}\r\nContent-Type: application/xml\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: keep-alive\r\n\r\n"
         ).encode()
-        reply = header if head else header + _SLOWDOWN_BODY
+        reply = header if method == "HEAD" else header + body
         with self._lock:
             self._down += len(reply)
         client.sendall(reply)

@@ -79,7 +79,9 @@ def cache_dir(options: Mapping[str, Any] | None = None) -> Path:
 
 def is_permanent(exc: BaseException) -> bool:
     """Errors that retrying cannot fix: a missing object or bucket, refused access, missing
-    credentials, a bad argument."""
+    credentials, a bad argument, or an error that says so itself (``retryable = False``)."""
+    if getattr(exc, "retryable", True) is False:
+        return True
     if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError)):
         return True
     if isinstance(exc, (TypeError, ValueError, KeyError)) and not isinstance(exc, OSError):

@@ -28,14 +28,31 @@ from tlcore import Source
 from tlcore.io import clients
 from tlcore_tiff.array import TiffArrayReader
 from tlcore_tiff.meta import file_meta
-url, options, box = json.loads(sys.argv[1])
+url, options, box, reads = json.loads(sys.argv[1])
 source = Source.from_any(url, options)
 meta = file_meta(source, "ome").scenes[0]  # opened as the parent does (s3fs)
 clients.mark_worker()
 reader = TiffArrayReader(source, "ome", meta, 0)
 region = tuple(slice(a, b) for a, b in box)
-np.save(sys.stdout.buffer, reader.read(region))
+for _ in range(reads):
+    got = reader.read(region)
+np.save(sys.stdout.buffer, got)
 """
+
+
+def _read_in_worker(url: str, options: dict[str, Any], box: list[tuple[int, int]],
+                    reads: int = 1) -> tuple[np.ndarray, str]:  # fmt: skip
+    import io
+
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(_WORKER), json.dumps([url, options, box, reads])],
+        capture_output=True, timeout=120, env={**os.environ, clients.ENV: "obstore"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()
+    return np.load(io.BytesIO(done.stdout)), done.stderr.decode()
+
+
+BOX = [(1, 2), (0, 1), (0, 3), (10, 50), (5, 60)]
 
 
 @pytest.fixture(scope="module")
@@ -47,25 +64,20 @@ def movie(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
     return path, data
 
 
-def test_a_worker_reads_a_remote_tiff_through_obstore(
-    s3_server: dict[str, Any], s3_new_bucket: str, relay: Relay, movie: tuple[Path, np.ndarray]
-) -> None:
-    import io
-
+@pytest.fixture
+def remote(s3_server: dict[str, Any], s3_new_bucket: str, movie: tuple[Path, np.ndarray]) -> str:
     import s3fs
 
     s3fs.S3FileSystem(**s3_server).put_file(str(movie[0]), f"{s3_new_bucket}/o.ome.tif")
-    url = f"s3://{s3_new_bucket}/o.ome.tif"
-    box = [(1, 2), (0, 1), (0, 3), (10, 50), (5, 60)]
+    return f"s3://{s3_new_bucket}/o.ome.tif"
+
+
+def test_a_worker_reads_a_remote_tiff_through_obstore(
+    s3_server: dict[str, Any], remote: str, relay: Relay, movie: tuple[Path, np.ndarray]
+) -> None:
     since = len(relay.lines)
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(_WORKER),
-         json.dumps([url, relay.options(s3_server), box])],
-        capture_output=True, timeout=120, env={**os.environ, clients.ENV: "obstore"},
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr.decode()
-    got = np.load(io.BytesIO(done.stdout))
-    np.testing.assert_array_equal(got, movie[1][tuple(slice(a, b) for a, b in box)])
+    got, _ = _read_in_worker(remote, relay.options(s3_server), BOX)
+    np.testing.assert_array_equal(got, movie[1][tuple(slice(a, b) for a, b in BOX)])
     agents = relay.agents[since:]
     tiles = [a for a, line in zip(agents, relay.lines[since:]) if a == "object_store"]
     # the tiles' requests (12 tiles of 3 pages, merged) all through obstore; the rest is
@@ -73,3 +85,22 @@ def test_a_worker_reads_a_remote_tiff_through_obstore(
     assert tiles and all(line.startswith("GET ") for a, line in
                          zip(agents, relay.lines[since:]) if a == "object_store")  # fmt: skip
     assert any(a != "object_store" for a in agents)
+
+
+def test_a_tiff_obstore_cannot_read_is_read_through_s3fs_from_then_on(
+    s3_server: dict[str, Any], remote: str, movie: tuple[Path, np.ndarray]
+) -> None:
+    # obstore's requests answered as for a bucket in another region (301 PermanentRedirect)
+    refusing = Relay(str(s3_server["endpoint_url"]), refuse_agents=("object_store",))
+    try:
+        since = len(refusing.lines)
+        got, stderr = _read_in_worker(remote, refusing.options(s3_server), BOX, reads=3)
+        agents = refusing.agents[since:]
+    finally:
+        refusing.stop()
+    np.testing.assert_array_equal(got, movie[1][tuple(slice(a, b) for a, b in BOX)])
+    tried = [i for i, a in enumerate(agents) if a == "object_store"]
+    # obstore tried the first read's requests once each, never again; s3fs read the rest
+    assert tried and tried[-1] < len(agents) - 1
+    assert all(a != "object_store" for a in agents[tried[-1] + 1 :])
+    assert stderr.count("obstore could not read") == 1 and remote in stderr

@@ -13,7 +13,10 @@
   ``auto``) and :func:`tlcore.io.clients.use_obstore` allow obstore (about a third of s3fs's
   CPU per GET; a process forked after its parent used obstore hangs, so the parent never
   does). Decided per process at the first read; the storage options must map
-  (:func:`tlcore.io.objstore.s3_store_kwargs`), else s3fs.
+  (:func:`tlcore.io.objstore.s3_store_kwargs`), else s3fs. A first read that obstore fails
+  where s3fs may not (a bucket in another region than the configured one) is read through
+  s3fs, which then reads the store for the rest of the process
+  (:class:`tlcore.io.objstore.Trial`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from zarr.storage import WrapperStore
 from tlcore import Source
 from tlcore.io import clients
 from tlcore.io import prefetch as ahead
+from tlcore.io.objstore import ObstoreDoubt
 from tlcore.io.remote import RETRIES_OPTION, attempts_for, retry_async
 from tlcore.io.source import S3_CONFIG_DEFAULTS
 
@@ -59,6 +63,7 @@ class RemoteStore(WrapperStore[Store]):
         self.attempts = attempts_for(self.options)
         self._obs: Any = None  # this process's obstore S3Store, or False: s3fs here
         self._obs_pid = 0
+        self._trial: Any = None  # obstore's standing here (tlcore.io.objstore.Trial)
 
     def _with_store(self, store: Store) -> RemoteStore:
         return type(self)(store, self.uri, {**self.options, RETRIES_OPTION: self.attempts})
@@ -66,6 +71,7 @@ class RemoteStore(WrapperStore[Store]):
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_obs"], state["_obs_pid"] = None, 0  # decided again in each process
+        state["_trial"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -79,7 +85,8 @@ class RemoteStore(WrapperStore[Store]):
                 from tlcore.io import objstore
 
                 kwargs = objstore.s3_store_kwargs(self.uri, self.options)
-                if kwargs is not None:
+                self._trial = objstore.trial_for(self.uri)
+                if kwargs is not None and not self._trial.abandoned:
                     store = objstore.open_s3(kwargs)
             self._obs, self._obs_pid = store, os.getpid()
         return self._obs or None
@@ -92,7 +99,17 @@ class RemoteStore(WrapperStore[Store]):
         if store is not None:
             from tlcore_ome_zarr.s3client import get
 
-            return await get(store, key, prototype, byte_range)
+            try:
+                found = await get(store, key, prototype, byte_range)
+            except Exception as exc:
+                raise self._trial.check(exc) from exc
+            self._trial.passed()
+            return found
+        return await self._fs_read(key, prototype, byte_range)
+
+    async def _fs_read(
+        self, key: str, prototype: BufferPrototype, byte_range: ByteRequest | None = None
+    ) -> Buffer | None:
         self._no_fs_retries()
         return await self._store.get(key, prototype, byte_range)
 
@@ -107,11 +124,18 @@ class RemoteStore(WrapperStore[Store]):
             if found:
                 return None if data is None else prototype.buffer.from_bytes(data)
         self._obstore()  # the client is chosen outside the retries: a refusal is not retried
-        return await retry_async(
-            lambda: self._read(key, prototype, byte_range),
-            f"reading {self.uri}/{key}",
-            self.attempts,
-        )
+        what = f"reading {self.uri}/{key}"
+        try:
+            return await retry_async(
+                lambda: self._read(key, prototype, byte_range), what, self.attempts
+            )
+        except ObstoreDoubt as doubt:  # obstore failed where s3fs may not: s3fs's answer
+            read = await retry_async(
+                lambda: self._fs_read(key, prototype, byte_range), what, self.attempts
+            )
+            self._trial.abandon(doubt)
+            self._obs = False  # s3fs reads this store in this process from now on
+            return read
 
     def fetch_objects(self, keys: Sequence[str]) -> list[Any]:
         """The whole objects ``keys``, fetched concurrently on zarr's event loop (each through

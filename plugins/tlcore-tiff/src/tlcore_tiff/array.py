@@ -205,17 +205,34 @@ class PageReader:
         self.page_bytes = table.page_bytes
 
     def _remote_fetch(self, source: Source) -> Fetch:
-        """This process's range fetch of the remote file: obstore where allowed, else fsspec's
-        ``cat_ranges`` (which retries through the filesystem's own client)."""
-        found = objstore.file_store(source.uri, source.storage_options)
-        if found is not None:
-            store, key = found
-            options = source.storage_options
+        """This process's range fetch of the remote file: obstore where allowed (until it
+        fails a first read that s3fs serves: :class:`tlcore.io.objstore.Trial`), else
+        fsspec's ``cat_ranges`` (which retries through the filesystem's own client)."""
+        trial = objstore.trial_for(self.uri)
+        found = None if trial.abandoned else objstore.file_store(self.uri, source.storage_options)
+        if found is None:
+            return self._fsspec_fetch(source)
+        store, key = found
+        options = source.storage_options
 
-            def through_obstore(starts: list[int], ends: list[int]) -> list[Any]:
-                return objstore.cat_ranges(store, key, starts, ends, uri=self.uri, options=options)
+        def through_obstore(starts: list[int], ends: list[int]) -> list[Any]:
+            got = objstore.cat_ranges(
+                store, key, starts, ends, uri=self.uri, options=options, trial=trial
+            )
+            doubts = [i for i, d in enumerate(got) if isinstance(d, objstore.ObstoreDoubt)]
+            if doubts:
+                fallback = self._fsspec_fetch(source)
+                again = fallback([starts[i] for i in doubts], [ends[i] for i in doubts])
+                if not any(isinstance(d, BaseException) for d in again):
+                    trial.abandon(got[doubts[0]])
+                    self._fetch = fallback
+                for i, data in zip(doubts, again):
+                    got[i] = data
+            return got
 
-            return through_obstore
+        return through_obstore
+
+    def _fsspec_fetch(self, source: Source) -> Fetch:
         if self._fs is None:
             self._fs = fsspec_filesystem(source)
         fs = self._fs
