@@ -210,8 +210,25 @@ def test_requests_bridge_small_gaps_within_the_overread_budget() -> None:
     assert plan_requests([(0, 100), (1100, 100)], free_gap=1000) == [(0, 1200)]
     # 4 ranges of 100 bytes 150 apart: bridging all costs 450 > 1x the 400 needed; the budget
     # (2x: 400 bytes of gaps) bridges two of the three gaps
-    found = plan_requests([(i * 250, 100) for i in range(4)], free_gap=0, max_overread=2.0)
+    found = plan_requests([(i * 250, 100) for i in range(4)], free_gap=0, max_overread=2.0,
+                          request_overhead=0)  # fmt: skip
     assert len(found) == 2 and sum(b - a for a, b in found) <= 800
     # a request is not grown past max_request
-    found = plan_requests([(i * 110, 100) for i in range(10)], free_gap=0, max_request=300)
+    found = plan_requests([(i * 110, 100) for i in range(10)], free_gap=0, max_request=300,
+                          request_overhead=0)  # fmt: skip
     assert all(b - a <= 300 for a, b in found) and len(found) == 5
+
+
+def test_requests_count_their_headers_against_the_overread_budget() -> None:
+    # 100-byte ranges 300 apart, 500 bytes of headers per request: one request for all (1,000
+    # bytes of range plus 500 of headers) beats four (400 plus 2,000)
+    ranges = [(i * 400, 100) for i in range(4)]
+    assert plan_requests(ranges, free_gap=0, max_overread=3.0, request_overhead=500) == [(0, 1300)]
+    # the same ranges 10,000 apart: bridging would cost far more than the headers it saves
+    far = [(i * 10_100, 100) for i in range(4)]
+    assert len(plan_requests(far, free_gap=0, max_overread=3.0, request_overhead=500)) == 4
+    # gaps bridged for free (an IFD) count too: 4 KiB gaps between 1 KiB ranges would already
+    # be 4x the needed bytes, so nothing else is bridged on top of them
+    ifds = [(i * 5120, 1024) for i in range(4)] + [(1_000_000, 1024)]
+    found = plan_requests(ifds, max_overread=3.0, request_overhead=0)
+    assert found == [(0, 3 * 5120 + 1024), (1_000_000, 1_001_024)]
