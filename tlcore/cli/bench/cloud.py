@@ -465,9 +465,9 @@ def register(
         "default, on for remote images; both: a row with and without)",
     )
     p.add_argument("--s3-client", default="",
-                   help="the DataLoader workers' S3 client for chunk reads (TLCORE_S3_CLIENT): "
-                   "s3fs, obstore or auto; comma-separated for a row per client, e.g. "
-                   "s3fs,obstore (default: the environment's, else s3fs)")  # fmt: skip
+                   help="the DataLoader workers' S3 client for chunk and range reads "
+                   "(TLCORE_S3_CLIENT): s3fs, obstore or auto; comma-separated for a row per "
+                   "client, e.g. s3fs,obstore (default: the environment's, else auto)")  # fmt: skip
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--throttle", type=float, default=0.2,
                    help="share of reads answered 503 SlowDown in the fault rows, at the last "
