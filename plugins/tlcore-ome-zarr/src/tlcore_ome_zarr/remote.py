@@ -10,13 +10,12 @@
   with a jittered backoff: a throttled request waits without holding up the others in flight.
 
 * The client: s3fs, except in DataLoader workers where ``TLCORE_S3_CLIENT`` (``auto``, the
-  default, or ``obstore``) and :func:`tlcore.io.clients.use_obstore` allow obstore (about a third of s3fs's
-  CPU per GET; a process forked after its parent used obstore hangs, so the parent never
-  does). Decided per process at the first read; the storage options must map
-  (:func:`tlcore.io.objstore.s3_store_kwargs`), else s3fs. A first read that obstore fails
-  where s3fs may not (a bucket in another region than the configured one) is read through
-  s3fs, which then reads the store for the rest of the process
-  (:class:`tlcore.io.objstore.Trial`).
+  default, or ``obstore``) and :func:`tlcore.io.clients.use_obstore` allow obstore (about a
+  third of s3fs's CPU per GET; a process forked after its parent used obstore hangs, so the
+  parent never does). Decided per process at the first read; the storage options must map
+  (:func:`tlcore.io.objstore.s3_store_kwargs`), else s3fs. A first read that obstore fails where
+  s3fs may not (a bucket in another region than the configured one) is read through s3fs, which
+  then reads the store for the rest of the process (:class:`tlcore.io.objstore.Trial`).
 """
 
 from __future__ import annotations

@@ -4,11 +4,12 @@ process's :mod:`tlcore.io.prefetch` cache (filled by :func:`prefetch_ranges`).
 One call fetches all the ranges a crop needs, concurrently (one :data:`Fetch` call: fsspec's
 ``cat_ranges``, or :func:`tlcore.io.objstore.cat_ranges` where the process reads S3 through
 obstore), after merging ranges that lie close in the file into one request: neighbouring tiles
-of a row, and the tiles of consecutive pages when a writer stores planes one after the other.
-A request costs a round trip; the bytes between two ranges cost only bandwidth. So gaps are
+of a row, and the tiles of consecutive pages when a writer stores planes one after the other. A
+request costs a round trip; the bytes between two ranges cost only bandwidth. So gaps are
 bridged, smallest first, while the bytes on the wire (with each request's headers) stay within
 :data:`MAX_OVERREAD` times the bytes needed (gaps up to :data:`FREE_GAP` are always bridged),
-and merged requests are capped at :data:`MAX_REQUEST` bytes so that large crops are still fetched by several requests at once.
+and merged requests are capped at :data:`MAX_REQUEST` bytes so that large crops are still
+fetched by several requests at once.
 
 Fetching ahead: :func:`prefetch_ranges` gets the ranges (tiles, strips, rows) that a future
 read will ask for (the reader computes both from the same region, see
