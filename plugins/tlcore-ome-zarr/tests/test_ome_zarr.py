@@ -15,7 +15,8 @@ from tlcore import Source
 from tlcore.testing import write_ome_zarr
 from tlcore_ome_zarr.array import ZarrArrayReader
 from tlcore_ome_zarr.metadata import parse_multiscales
-from tlcore_ome_zarr.store import SceneMeta, read_layout, read_scene
+from tlcore_ome_zarr.scene import SceneMeta, read_scene
+from tlcore_ome_zarr.store import read_layout
 from tlcore_ome_zarr.units import LENGTH_UM, length_um, time_s
 
 
