@@ -86,10 +86,8 @@ def _read_labels(
     store = open_store(source)
     group = join(image.group, "labels")
     found = image.labels
-    if not image.labels_read:
+    if not image.labels_read:  # not read with the image, or that read failed: read it now
         found = read_groups(store, image.zarr_format, [group])[0]
-    if isinstance(found, Exception):
-        raise found
     if found is None:
         return [], []
     try:

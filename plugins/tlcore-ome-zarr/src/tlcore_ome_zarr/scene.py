@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import zarr
+from zarr.abc.store import Store
 
 from tlcore import Source, TlcoreError
 from tlcore_ome_zarr.errors import MetadataError, invalid
@@ -65,9 +66,10 @@ class ImageMeta:
     arrays: tuple[ArrayMeta, ...]
     physical: Physical
     zarr_format: ZarrFormat = 3
-    # The image's ``labels`` group, read with its arrays (a scene's only): its metadata, None
-    # when there is none, or the error reading it gave (raised where labels are read).
-    labels: GroupMeta | Exception | None = field(default=None, compare=False, hash=False)
+    # The image's ``labels`` group, read with its arrays (a scene's only): its metadata, or
+    # None when there is none. Not kept when reading it failed (labels_read False): the error
+    # is the labels lookup's to raise, and a transient one must not stay in the cache.
+    labels: GroupMeta | None = field(default=None, compare=False, hash=False)
     labels_read: bool = field(default=False, compare=False, hash=False)
 
 
@@ -134,7 +136,7 @@ def _plan(source: Source, group: GroupMeta, which: int) -> _Plan:
 
 def read_images(
     source: Source,
-    store: Any,
+    store: Store,
     groups: Sequence[GroupMeta],
     which: int = 0,
     with_labels: bool = False,
@@ -176,8 +178,7 @@ def read_images(
         except (TlcoreError, ValueError) as exc:
             out.append(exc)
             continue
-        if with_labels:
-            assert not isinstance(labels, zarr.Array)  # read as a group
+        if with_labels and (labels is None or isinstance(labels, GroupMeta)):
             image = dataclasses.replace(image, labels=labels, labels_read=True)
         out.append(image)
     return out
