@@ -15,7 +15,8 @@ from tlcore import Source
 from tlcore.testing import write_ome_zarr
 from tlcore_ome_zarr.array import ZarrArrayReader
 from tlcore_ome_zarr.metadata import parse_multiscales
-from tlcore_ome_zarr.store import SceneMeta, read_layout, read_scene
+from tlcore_ome_zarr.scene import SceneMeta, read_scene
+from tlcore_ome_zarr.store import read_layout
 from tlcore_ome_zarr.units import LENGTH_UM, length_um, time_s
 
 
@@ -151,6 +152,11 @@ def test_store_is_opened_read_only(synthetic_store: Callable[..., Path]) -> None
         (lambda p: zarr.open_group(str(p), mode="w-").attrs.update({"x": 1}),
          "no OME-NGFF 'multiscales', 'bioformats2raw.layout' or 'plate' metadata"),
         (lambda p: (p.mkdir(), (p / ".zgroup").write_text("{oops")), "unreadable zarr metadata"),
+        (lambda p: (p.mkdir(), (p / "zarr.json").write_text("{oops")), "unreadable zarr metadata"),
+        (lambda p: zarr.create_array(str(p), shape=(2,), dtype="u1", zarr_format=3),
+         "one zarr array inside a store"),
+        (lambda p: zarr.create_array(str(p), shape=(2,), dtype="u1", zarr_format=2),
+         "one zarr array inside a store"),
     ],
 )  # fmt: skip
 def test_bad_stores_are_refused_with_a_reason(

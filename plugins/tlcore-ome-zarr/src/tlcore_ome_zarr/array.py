@@ -9,7 +9,7 @@ import zarr
 
 from tlcore import DIMS, Source
 from tlcore.lazy import ArrayReader, Region
-from tlcore_ome_zarr.store import ArrayMeta, open_array
+from tlcore_ome_zarr.scene import ArrayMeta, open_array
 
 
 class ZarrArrayReader(ArrayReader):

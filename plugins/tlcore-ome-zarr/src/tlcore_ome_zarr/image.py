@@ -8,26 +8,18 @@ from tlcore import LazyImage, Level, Source, TimeAxis
 from tlcore.lazy import as_dask
 from tlcore_ome_zarr import labels as label_images
 from tlcore_ome_zarr.array import ZarrArrayReader
-from tlcore_ome_zarr.store import (
-    NotOmeZarr,
-    SceneMeta,
-    has_zarr_metadata,
-    read_layout,
-    read_scene,
-    root_kind,
-    tczyx,
-)
+from tlcore_ome_zarr.scene import SceneMeta, read_scene
+from tlcore_ome_zarr.store import NotOmeZarr, read_layout, root_kind, tczyx
 
 
 def can_open(source: Source) -> bool | str:
     """True when the root group holds OME-NGFF layout metadata; the reason otherwise.
 
-    Only the root's attributes are read: a store that is OME-Zarr but breaks the spec deeper
+    Only the root group is read (``zarr.json``; ``.zgroup`` and ``.zattrs`` when it is absent),
+    and kept for the hooks that follow: a store that is OME-Zarr but breaks the spec deeper
     down is accepted here and fails in the next hook with an error naming the field.
     """
     try:
-        if not has_zarr_metadata(source):
-            return "not a zarr store (no zarr.json, .zgroup or .zattrs at its root)"
         root_kind(source)
     except NotOmeZarr as exc:
         return str(exc)

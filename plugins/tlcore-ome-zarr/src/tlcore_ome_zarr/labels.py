@@ -13,19 +13,12 @@ import functools
 import math
 from dataclasses import dataclass
 
-from tlcore import Source, TlcoreError
+from tlcore import Source
 from tlcore_ome_zarr.errors import MetadataError
 from tlcore_ome_zarr.metadata import labels_list
-from tlcore_ome_zarr.store import (
-    ImageMeta,
-    SceneMeta,
-    group_attrs_or_none,
-    join,
-    open_store,
-    read_image,
-    tczyx,
-    warn,
-)
+from tlcore_ome_zarr.nodes import GroupMeta, read_groups
+from tlcore_ome_zarr.scene import ImageMeta, SceneMeta, read_images
+from tlcore_ome_zarr.store import join, open_store, tczyx, warn
 
 
 @dataclass(frozen=True)
@@ -71,7 +64,7 @@ def choose(source: Source, scene: SceneMeta, level: int) -> LabelChoice:
 
 @functools.lru_cache(maxsize=256)
 def _choose_cached(source: Source, scene: SceneMeta, level: int) -> LabelChoice:
-    images, skipped = _read_labels(source, scene.image.group)
+    images, skipped = _read_labels(source, scene.image)
     matched = []
     for name, label in images:
         found = match_level(label, scene.image, level)
@@ -85,27 +78,37 @@ def _choose_cached(source: Source, scene: SceneMeta, level: int) -> LabelChoice:
 
 
 def _read_labels(
-    source: Source, image_group: str
+    source: Source, image: ImageMeta
 ) -> tuple[list[tuple[str, ImageMeta]], list[tuple[str, str]]]:
+    """The label images listed in ``image``'s ``labels`` group (read with the image's arrays
+    when the scene was read), and those skipped with the reason. Their groups are read
+    together, then all their arrays together: two round trips whatever their number."""
     store = open_store(source)
-    group = join(image_group, "labels")
-    attrs = group_attrs_or_none(store, group)
-    if attrs is None:
+    group = join(image.group, "labels")
+    found = image.labels
+    if not image.labels_read:  # not read with the image, or that read failed: read it now
+        found = read_groups(store, image.zarr_format, [group])[0]
+    if found is None:
         return [], []
     try:
-        names = labels_list(attrs)
+        names = labels_list(found.attrs)
     except MetadataError as exc:
         # Invalid label metadata must not stop the image from loading; it is reported instead.
         return [], [("*", f"{group}: {exc}")]
-    images: list[tuple[str, ImageMeta]] = []
+    paths = [join(group, name) for name in names]
+    groups = read_groups(store, image.zarr_format, paths)
     skipped: list[tuple[str, str]] = []
-    for name in names:
-        path = join(group, name)
-        if group_attrs_or_none(store, path) is None:
+    present: list[tuple[str, GroupMeta]] = []
+    for name, path, label in zip(names, paths, groups):
+        if label is None:
             skipped.append((name, f"it is listed in '{group}' but '{path}' is not written"))
-            continue
-        try:
-            images.append((name, read_image(source, store, path)))
-        except (TlcoreError, ValueError) as exc:
-            skipped.append((name, str(exc)))
+        else:
+            present.append((name, label))
+    images: list[tuple[str, ImageMeta]] = []
+    read = read_images(source, store, [label for _, label in present])
+    for (name, _), result in zip(present, read):
+        if isinstance(result, Exception):
+            skipped.append((name, str(result)))
+        else:
+            images.append((name, result))
     return images, skipped

@@ -1,5 +1,6 @@
-"""Reading an OME-Zarr store's layout (which scenes it holds, where each lives) and the array
-metadata of one scene. Metadata only: no chunk is read here.
+"""Reading an OME-Zarr store's root and its layout (which scenes it holds, where each lives);
+one scene's metadata is read by :mod:`tlcore_ome_zarr.scene`. Metadata only: no chunk is read
+here.
 
 Three layouts become scenes:
 
@@ -9,8 +10,10 @@ Three layouts become scenes:
 * a bioformats2raw collection: one scene per series, ids from ``OME/METADATA.ome.xml``.
 
 Everything is opened read-only. Parsed metadata is cached per process, keyed by the metadata
-files' mtime for local stores so a rewritten store is seen afresh. Warnings (what was read with
-a caveat) are emitted once, when the metadata is first parsed.
+files' mtime for local stores so a rewritten store is seen afresh; the root group is read once
+(choosing the reader reads it) and its zarr format decides how every node below is read
+(:mod:`tlcore_ome_zarr.nodes`). Warnings (what was read with a caveat) are emitted once, when
+the metadata is first parsed.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import functools
 import os
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import zarr
@@ -30,20 +33,12 @@ from zarr.abc.store import Store
 from tlcore import Source
 from tlcore.io.stamps import local_stamp
 from tlcore_ome_zarr.errors import MetadataError, OmeZarrWarning, invalid
-from tlcore_ome_zarr.metadata import (
-    Multiscale,
-    Physical,
-    dataset_order,
-    field_prefix,
-    ome_attrs,
-    parse_multiscales,
-    physical,
-)
+from tlcore_ome_zarr.metadata import Multiscale, field_prefix, ome_attrs, parse_multiscales
+from tlcore_ome_zarr.nodes import GroupMeta, NotZarr, ZarrFormat, read_groups
+from tlcore_ome_zarr.nodes import read_root as read_root_node
 from tlcore_ome_zarr.omexml import XmlImage, xml_images
 
-_META_FILES = ("zarr.json", ".zattrs", ".zgroup")
 _LAYOUT_KEYS = ("multiscales", "plate", "bioformats2raw.layout")
-_MISSING = (FileNotFoundError, zarr.errors.NodeNotFoundError)
 
 
 class NotOmeZarr(ValueError):
@@ -66,10 +61,6 @@ def open_store(source: Source) -> Store:
     return RemoteStore(inner, source.uri, source.storage_options)
 
 
-def open_group(store: Store, path: str = "") -> zarr.Group:
-    return zarr.open_group(store=store, path=path, mode="r")
-
-
 def join(*parts: str) -> str:
     return "/".join(p.strip("/") for p in parts if p.strip("/"))
 
@@ -89,7 +80,7 @@ def warn(source: Source, group: str, note: str) -> None:
     )  # fmt: skip
 
 
-def _stamp(source: Source, path: str = "") -> tuple[Any, ...] | None:
+def stamp(source: Source, path: str = "") -> tuple[Any, ...] | None:
     """What the metadata parsed for the group at ``path`` depends on, as it is on disk: the
     group's folder, its metadata and that of its arrays and child groups (appending timepoints
     rewrites only ``0/zarr.json``); None for a remote store (read once per process)."""
@@ -111,24 +102,35 @@ def array_inside_store(uri: str) -> str:
     )
 
 
-def has_zarr_metadata(source: Source) -> bool:
-    if source.is_local:
-        return any(os.path.exists(os.path.join(source.uri, f)) for f in _META_FILES)
-    fs = source.filesystem()
-    return any(fs.exists(f"{source.uri}/{f}") for f in _META_FILES)
+def read_root(source: Source) -> GroupMeta:
+    """The root group's metadata (zarr format, attributes): read when the reader is chosen,
+    then again only when a local store's metadata changes (a remote one: once per process).
+
+    Raises:
+        NotZarr, zarr.errors.ContainsArrayError, ValueError: as
+        :func:`tlcore_ome_zarr.nodes.read_root`.
+    """
+    return _read_root_cached(source, stamp(source))
+
+
+@functools.lru_cache(maxsize=128)
+def _read_root_cached(source: Source, stamped: tuple[Any, ...] | None) -> GroupMeta:
+    return read_root_node(open_store(source))
 
 
 def root_kind(source: Source) -> str:
     """Which OME-NGFF key the root group holds (for ``can_open``: the root's attributes only).
 
-    Raises NotOmeZarr when it holds none.
+    Raises NotOmeZarr when it holds none, or when there is no zarr group at the root.
     """
     try:
-        attrs = open_group(open_store(source)).attrs
+        attrs = read_root(source).attrs
     except zarr.errors.ContainsArrayError as exc:
         raise NotOmeZarr(array_inside_store(source.uri)) from exc
-    except _MISSING as exc:
-        raise NotOmeZarr(f"no zarr group at the root of {source.uri} ({exc})") from exc
+    except NotZarr as exc:
+        raise NotOmeZarr(
+            "not a zarr store (no zarr.json or .zgroup at its root; is the path right?)"
+        ) from exc
     ome = ome_attrs(attrs)
     for key in _LAYOUT_KEYS:
         if key in ome:
@@ -155,21 +157,21 @@ class Layout:
 
 
 def read_layout(source: Source) -> Layout:
-    return _read_layout_cached(source, _stamp(source))
+    return _read_layout_cached(source, stamp(source))
 
 
 @functools.lru_cache(maxsize=128)
-def _read_layout_cached(source: Source, stamp: tuple[Any, ...] | None) -> Layout:
-    store = open_store(source)
+def _read_layout_cached(source: Source, stamped: tuple[Any, ...] | None) -> Layout:
     kind = root_kind(source)
-    attrs = dict(open_group(store).attrs)
+    root = read_root(source)
+    store, fmt, attrs = open_store(source), root.zarr_format, dict(root.attrs)
     ome = ome_attrs(attrs)
     if kind == "multiscales":
         return Layout("image", _image_scenes(source, attrs))
     if kind == "plate":
-        xml = _bf2raw_xml(source, store) if "bioformats2raw.layout" in ome else {}
-        return Layout("plate", _plate_scenes(source, store, attrs, xml))
-    return Layout("bioformats2raw", _bf2raw_scenes(source, store))
+        xml = _bf2raw_xml(source, store, fmt) if "bioformats2raw.layout" in ome else {}
+        return Layout("plate", _plate_scenes(source, store, fmt, attrs, xml))
+    return Layout("bioformats2raw", _bf2raw_scenes(source, store, fmt))
 
 
 def _version_hint(attrs: Mapping[str, Any]) -> str | None:
@@ -181,7 +183,7 @@ def _version_hint(attrs: Mapping[str, Any]) -> str | None:
     return str(version) if version is not None else None
 
 
-def _parse(source: Source, group: str, attrs: Mapping[str, Any]) -> list[Multiscale]:
+def parse(source: Source, group: str, attrs: Mapping[str, Any]) -> list[Multiscale]:
     try:
         return parse_multiscales(attrs)
     except MetadataError as exc:
@@ -189,7 +191,7 @@ def _parse(source: Source, group: str, attrs: Mapping[str, Any]) -> list[Multisc
 
 
 def _image_scenes(source: Source, attrs: Mapping[str, Any]) -> tuple[SceneEntry, ...]:
-    entries = _parse(source, "", attrs)
+    entries = parse(source, "", attrs)
     names = [ms.name for ms in entries]
     if len(entries) == 1:
         return (SceneEntry(names[0] or "Image:0", names[0], ""),)
@@ -201,12 +203,12 @@ def _image_scenes(source: Source, attrs: Mapping[str, Any]) -> tuple[SceneEntry,
     )
 
 
-def _series_paths(source: Source, store: Store) -> list[str] | None:
+def _series_paths(source: Source, store: Store, fmt: ZarrFormat) -> list[str] | None:
     """The ``series`` list of the ``OME`` group, None when there is none."""
-    try:
-        attrs = dict(open_group(store, "OME").attrs)
-    except _MISSING:
+    group = read_groups(store, fmt, ["OME"])[0]
+    if group is None:
         return None
+    attrs = dict(group.attrs)
     series = ome_attrs(attrs).get("series")
     if series is None:
         return None
@@ -233,25 +235,24 @@ def _ome_xml(source: Source) -> list[XmlImage]:
         return []
 
 
-def _bf2raw_xml(source: Source, store: Store) -> dict[str, XmlImage]:
+def _bf2raw_xml(source: Source, store: Store, fmt: ZarrFormat) -> dict[str, XmlImage]:
     """Series path -> its OME-XML image, when the series list and the XML agree in length."""
-    paths = _series_paths(source, store)
+    paths = _series_paths(source, store, fmt)
     images = _ome_xml(source)
     if paths is None or len(paths) != len(images):
         return {}
     return dict(zip(paths, images))
 
 
-def _bf2raw_scenes(source: Source, store: Store) -> tuple[SceneEntry, ...]:
-    paths = _series_paths(source, store)
+def _bf2raw_scenes(source: Source, store: Store, fmt: ZarrFormat) -> tuple[SceneEntry, ...]:
+    paths = _series_paths(source, store, fmt)
     if paths is None:  # no series list: consecutive groups 0, 1, ... (the layout's rule)
         paths = []
-        while True:
-            try:
-                open_group(store, str(len(paths)))
-            except _MISSING:
-                break
+        while read_groups(store, fmt, [str(len(paths))])[0] is not None:
             paths.append(str(len(paths)))
+        written = [True] * len(paths)
+    else:  # every listed series at once
+        written = [g is not None for g in read_groups(store, fmt, paths)]
     images = _ome_xml(source)
     if images and len(images) != len(paths):
         warn(
@@ -262,10 +263,8 @@ def _bf2raw_scenes(source: Source, store: Store) -> tuple[SceneEntry, ...]:
         )
         images = []
     scenes = []
-    for i, path in enumerate(paths):
-        try:
-            open_group(store, path)
-        except _MISSING:
+    for i, (path, there) in enumerate(zip(paths, written)):
+        if not there:
             warn(source, "", f"series {i} ('{path}') is listed but not written; it is skipped")
             continue
         if images:
@@ -279,7 +278,11 @@ def _bf2raw_scenes(source: Source, store: Store) -> tuple[SceneEntry, ...]:
 
 
 def _plate_scenes(
-    source: Source, store: Store, attrs: Mapping[str, Any], xml: Mapping[str, XmlImage]
+    source: Source,
+    store: Store,
+    fmt: ZarrFormat,
+    attrs: Mapping[str, Any],
+    xml: Mapping[str, XmlImage],
 ) -> tuple[SceneEntry, ...]:
     prefix = field_prefix(attrs)
     plate = ome_attrs(attrs)["plate"]
@@ -287,21 +290,20 @@ def _plate_scenes(
     if not isinstance(wells, list) or not wells:
         error = MetadataError(f"{prefix}plate.wells", "expected a non-empty list of wells")
         raise invalid(source.uri, "", None, error)
-    seen: set[str] = set()
-    scenes: list[SceneEntry] = []
+    listed: dict[str, int] = {}  # well path -> its index in the list
     for k, well in enumerate(wells):
         path = well.get("path") if isinstance(well, Mapping) else None
         if not isinstance(path, str) or not path.strip("/"):
             error = MetadataError(f"{prefix}plate.wells[{k}].path", f"missing or empty: {well!r}")
             raise invalid(source.uri, "", None, error)
         path = path.strip("/")
-        if path in seen:
+        if path in listed:
             warn(source, "", f"{prefix}plate.wells[{k}] repeats well '{path}'; read once")
             continue
-        seen.add(path)
-        try:
-            well_attrs = dict(open_group(store, path).attrs)
-        except _MISSING:
+        listed[path] = k
+    scenes: list[SceneEntry] = []
+    for (path, k), group in zip(listed.items(), read_groups(store, fmt, list(listed))):
+        if group is None:
             warn(
                 source,
                 "",
@@ -309,7 +311,7 @@ def _plate_scenes(
                 "written in the store; it is skipped",
             )
             continue
-        scenes.extend(_well_fields(source, path, well_attrs, xml))
+        scenes.extend(_well_fields(source, path, dict(group.attrs), xml))
     if not scenes:
         error = MetadataError(f"{prefix}plate.wells", "no listed well holds a field of view")
         raise invalid(source.uri, "", None, error)
@@ -338,146 +340,6 @@ def _well_fields(
         else:
             out.append(SceneEntry(full, None, full))
     return out
-
-
-# -- one image ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ArrayMeta:
-    path: str  # the array's path inside the store
-    shape: tuple[int, ...]
-    dtype: str
-    chunks: tuple[int, ...]
-    # zarr's parsed metadata of the array, handed to readers (and with them to DataLoader
-    # workers, pickled or forked) so that opening the array again costs no request.
-    metadata: Any = field(default=None, compare=False, hash=False, repr=False)
-
-
-def open_array(source: Source, path: str, metadata: Any = None) -> zarr.Array[Any]:
-    """The zarr array at ``path``, read-only; from ``metadata`` (zarr's parsed array metadata)
-    without reading the store when given, else opened the usual way."""
-    store = open_store(source)
-    if metadata is None:
-        return zarr.open_array(store=store, path=path, mode="r")
-    from zarr.core.array import AsyncArray
-    from zarr.storage._common import StorePath
-
-    return zarr.Array(AsyncArray(metadata=metadata, store_path=StorePath(store, path)))
-
-
-@dataclass(frozen=True)
-class ImageMeta:
-    """One multiscale image (a scene, or a label image): its metadata and its arrays' metadata,
-    levels ordered largest first."""
-
-    group: str
-    multiscale: Multiscale
-    arrays: tuple[ArrayMeta, ...]
-    physical: Physical
-
-
-@dataclass(frozen=True)
-class SceneMeta:
-    entry: SceneEntry
-    image: ImageMeta
-
-    @property
-    def multiscale(self) -> Multiscale:
-        return self.image.multiscale
-
-    @property
-    def arrays(self) -> tuple[ArrayMeta, ...]:
-        return self.image.arrays
-
-
-def read_scene(source: Source, layout: Layout, index: int) -> SceneMeta:
-    entry = layout.scenes[index]
-    return _read_scene_cached(source, entry, _stamp(source, entry.path))
-
-
-@functools.lru_cache(maxsize=256)
-def _read_scene_cached(
-    source: Source, entry: SceneEntry, stamp: tuple[Any, ...] | None
-) -> SceneMeta:
-    image = read_image(source, open_store(source), entry.path, entry.multiscale)
-    return SceneMeta(entry, image)
-
-
-def read_image(source: Source, store: Store, group_path: str, which: int = 0) -> ImageMeta:
-    """Parse, check and describe the multiscale image ``which`` of the group ``group_path``.
-
-    Raises InvalidOmeZarrError naming the field for metadata that breaks the spec; warns (once)
-    for what is read with a caveat.
-    """
-    group = open_group(store, group_path)
-    attrs = dict(group.attrs)
-    entries = _parse(source, group_path, attrs)
-    ms = entries[which]
-    notes = list(ms.notes)
-    if group_path and len(entries) > 1:
-        notes.append(f"the group holds {len(entries)} multiscales entries; the first is read")
-    fmt = group.metadata.zarr_format
-    if (ms.version == "0.5") != (fmt == 3):
-        notes.append(
-            f"OME-NGFF {ms.version} metadata in a zarr v{fmt} group (the spec pairs "
-            "0.5 with zarr v3 and earlier versions with zarr v2)"
-        )
-
-    def fail(field: str, problem: str) -> Exception:
-        return invalid(source.uri, group_path, ms.version, MetadataError(field, problem))
-
-    names = [a.name for a in ms.axes]
-    arrays = []
-    for j, ds in enumerate(ms.datasets):
-        path = join(group_path, ds.path)
-        try:
-            arr = zarr.open_array(store=store, path=path, mode="r")
-        except _MISSING as exc:
-            raise fail(f"{ms.field}.datasets[{j}].path", f"no zarr array at '{path}'") from exc
-        if arr.ndim != len(ms.axes):
-            raise fail(
-                f"{ms.field}.axes",
-                f"{len(ms.axes)} axes {names} declared, but the array '{path}' has "
-                f"{arr.ndim} dimensions",
-            )
-        dim_names = getattr(arr.metadata, "dimension_names", None)
-        if dim_names is not None and list(dim_names) != names:
-            raise fail(
-                f"{ms.field}.axes",
-                f"axis names {names} disagree with the dimension_names {list(dim_names)} of "
-                f"the array '{path}'",
-            )
-        if dim_names is None and ms.version == "0.5":
-            notes.append(
-                f"array '{path}' has no dimension_names (OME-NGFF 0.5 requires them "
-                "to match the axes); read with the axes' names"
-            )
-        shape, dtype, chunks = tuple(arr.shape), str(arr.dtype), tuple(arr.chunks)
-        arrays.append(ArrayMeta(path, shape, dtype, chunks, arr.metadata))
-    try:
-        order = dataset_order([a.shape for a in arrays])
-    except ValueError as exc:
-        raise fail(f"{ms.field}.datasets", str(exc)) from exc
-    if order != sorted(order):
-        listed = [ds.path for ds in ms.datasets]
-        ms = ms.reordered(
-            order,
-            f"{ms.field}.datasets {listed} are not listed from the highest "
-            "resolution to the lowest as the spec requires; read as levels "
-            f"{[listed[i] for i in order]}",
-        )
-        notes.append(ms.notes[-1])
-        arrays = [arrays[i] for i in order]
-    phys = physical(ms)
-    for note in (*notes, *phys.notes):
-        warn(source, group_path, note)
-    return ImageMeta(group_path, ms, tuple(arrays), phys)
-
-
-def group_attrs_or_none(store: Store, path: str) -> dict[str, Any] | None:
-    try:
-        return dict(open_group(store, path).attrs)
-    except _MISSING:
-        return None
 
 
 def tczyx(values: Sequence[int], dims: str) -> tuple[int, int, int, int, int]:
