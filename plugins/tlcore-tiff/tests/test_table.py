@@ -229,6 +229,10 @@ def test_requests_count_their_headers_against_the_overread_budget() -> None:
     assert len(plan_requests(far, free_gap=0, max_overread=3.0, request_overhead=500)) == 4
     # gaps bridged for free (an IFD) count too: 4 KiB gaps between 1 KiB ranges would already
     # be 4x the needed bytes, so nothing else is bridged on top of them
+    # the ranges still missing of a crop whose other tiles are held: the bound is the crop's
+    missing = [(0, 100), (1000, 100)]
+    assert len(plan_requests(missing, free_gap=0, request_overhead=0)) == 2
+    assert plan_requests(missing, free_gap=0, request_overhead=0, basis=1000) == [(0, 1100)]
     ifds = [(i * 5120, 1024) for i in range(4)] + [(1_000_000, 1024)]
     found = plan_requests(ifds, max_overread=3.0, request_overhead=0)
     assert found == [(0, 3 * 5120 + 1024), (1_000_000, 1_001_024)]
