@@ -61,7 +61,7 @@ clients.mark_worker()
 uri, options, pairs = json.loads(sys.argv[1])
 found = objstore.file_store(uri, options)
 assert found is not None, "obstore refused"
-store, key = found
+store, key, _ = found
 got = objstore.cat_ranges(store, key, [a for a, _ in pairs], [b for _, b in pairs],
                           uri=uri, options=options)
 print(json.dumps([
@@ -129,7 +129,7 @@ import json, sys
 from tlcore.io import clients, objstore
 clients.mark_worker()
 uri, options, pairs = json.loads(sys.argv[1])
-store, key = objstore.file_store(uri, options)
+store, key, _ = objstore.file_store(uri, options)
 trial = objstore.Trial(uri)
 got = objstore.cat_ranges(store, key, [a for a, _ in pairs], [b for _, b in pairs],
                           uri=uri, options=options, trial=trial)

@@ -42,6 +42,7 @@ __all__ = [
     "open_s3",
     "run",
     "s3_store_kwargs",
+    "store_for",
     "trial_for",
 ]
 
@@ -199,22 +200,41 @@ def open_s3(kwargs: Mapping[str, Any]) -> Any:
     return S3Store(kw.pop("bucket"), **kw)
 
 
-def file_store(uri: str, options: Mapping[str, Any]) -> tuple[Any, str] | None:
-    """``(store, key)`` to read the single object ``uri`` through obstore in this process, or
-    None where s3fs reads it: obstore is not allowed here (:func:`tlcore.io.clients.use_obstore`)
-    or the options do not map (:func:`s3_store_kwargs`).
+def store_for(uri: str, options: Mapping[str, Any]) -> tuple[Any, Trial] | None:
+    """This process's obstore store rooted at ``uri`` (a bucket and an optional prefix, e.g. a
+    zarr store's root) and obstore's :class:`Trial` for it, or None where s3fs reads it:
+    obstore is not allowed here (:func:`tlcore.io.clients.use_obstore`), the options do not map
+    (:func:`s3_store_kwargs`), or obstore already failed a read of ``uri`` that s3fs served.
 
     Raises:
         ImportError: ``TLCORE_S3_CLIENT=obstore`` and obstore is not installed.
     """
-    if not clients.use_obstore():
-        return None
+    return _opened(uri, uri, options)
+
+
+def file_store(uri: str, options: Mapping[str, Any]) -> tuple[Any, str, Trial] | None:
+    """``(store, key, trial)`` to read the single object ``uri`` through obstore in this
+    process (a store of its bucket, its key, obstore's :class:`Trial` for ``uri``), or None
+    where s3fs reads it (as :func:`store_for`).
+
+    Raises:
+        ImportError: ``TLCORE_S3_CLIENT=obstore`` and obstore is not installed.
+    """
     protocol, _, rest = uri.partition("://")
     bucket, _, key = rest.partition("/")
-    kwargs = s3_store_kwargs(f"{protocol}://{bucket}", options) if key else None
-    if kwargs is None:
+    if not key:
         return None
-    return open_s3(kwargs), key
+    found = _opened(f"{protocol}://{bucket}", uri, options)
+    return None if found is None else (found[0], key, found[1])
+
+
+def _opened(root: str, tried: str, options: Mapping[str, Any]) -> tuple[Any, Trial] | None:
+    """An obstore store rooted at ``root`` and the trial of ``tried`` (what its reads read)."""
+    if not clients.use_obstore():
+        return None
+    trial = trial_for(tried)
+    kwargs = None if trial.abandoned else s3_store_kwargs(root, options)
+    return None if kwargs is None else (open_s3(kwargs), trial)
 
 
 _trials: dict[str, Trial] = {}

@@ -189,8 +189,8 @@ class AheadCache:
 
     # -- decoded objects -------------------------------------------------------------------------
     def lookup_decoded(self, name: str) -> Any | None:
-        """The object ``name`` as a decoder left it (:meth:`keep_decoded`), else None. Waits
-        like :meth:`lookup` for a fetch of it in flight, which then stays held as bytes."""
+        """The object ``name`` as a decoder left it (:meth:`keep_decoded`), else None. Does not
+        wait: a fetch of it in flight lands as bytes, which :meth:`lookup` waits for."""
         with self._cond:
             entry = self._entries.get(name)
             if entry is None or entry.decoded is None:

@@ -17,6 +17,7 @@ from tlcore.errors import (
     NoReaderError,
     SceneNotFoundError,
 )
+from tlcore.io.source import is_remote_path
 
 if TYPE_CHECKING:
     from tlcore.images import LazyImage
@@ -51,7 +52,7 @@ def _describe_failure(exc: BaseException, path: str) -> tuple[str, str, str]:
             f"permission denied reading it ({exc.strerror or exc})",
             "make the file (and its folders) readable by this user, e.g. chmod a+r",
         )
-    local = "://" not in path or path.startswith("file://")
+    local = not is_remote_path(path)
     if local and os.path.isdir(path) and not isinstance(exc, FileNotFoundError):
         return (
             "path",

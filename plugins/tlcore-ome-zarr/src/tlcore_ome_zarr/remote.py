@@ -31,9 +31,8 @@ from zarr.core.buffer import Buffer, BufferPrototype
 from zarr.storage import WrapperStore
 
 from tlcore import Source
-from tlcore.io import clients
+from tlcore.io import objstore
 from tlcore.io import prefetch as ahead
-from tlcore.io.objstore import ObstoreDoubt
 from tlcore.io.remote import RETRIES_OPTION, attempts_for, retry_async
 from tlcore.io.source import S3_CONFIG_DEFAULTS
 
@@ -79,15 +78,10 @@ class RemoteStore(WrapperStore[Store]):
     def _obstore(self) -> Any:
         """This process's obstore store for chunk reads, or None (s3fs reads them)."""
         if self._obs_pid != os.getpid():  # decided once per process (a fork decides again)
-            store: Any = False
-            if clients.use_obstore():  # may raise (asked for obstore, not installed)
-                from tlcore.io import objstore
-
-                kwargs = objstore.s3_store_kwargs(self.uri, self.options)
-                self._trial = objstore.trial_for(self.uri)
-                if kwargs is not None and not self._trial.abandoned:
-                    store = objstore.open_s3(kwargs)
-            self._obs, self._obs_pid = store, os.getpid()
+            # may raise (asked for obstore, not installed)
+            found = objstore.store_for(self.uri, self.options)
+            self._obs, self._trial = found if found is not None else (False, None)
+            self._obs_pid = os.getpid()
         return self._obs or None
 
     async def _read(
@@ -128,7 +122,7 @@ class RemoteStore(WrapperStore[Store]):
             return await retry_async(
                 lambda: self._read(key, prototype, byte_range), what, self.attempts
             )
-        except ObstoreDoubt as doubt:  # obstore failed where s3fs may not: s3fs's answer
+        except objstore.ObstoreDoubt as doubt:  # obstore failed where s3fs may not: s3fs's answer
             read = await retry_async(
                 lambda: self._fs_read(key, prototype, byte_range), what, self.attempts
             )

@@ -208,11 +208,10 @@ class PageReader:
         """This process's range fetch of the remote file: obstore where allowed (until it
         fails a first read that s3fs serves: :class:`tlcore.io.objstore.Trial`), else
         fsspec's ``cat_ranges`` (which retries through the filesystem's own client)."""
-        trial = objstore.trial_for(self.uri)
-        found = None if trial.abandoned else objstore.file_store(self.uri, source.storage_options)
+        found = objstore.file_store(self.uri, source.storage_options)
         if found is None:
             return self._fsspec_fetch(source)
-        store, key = found
+        store, key, trial = found
         options = source.storage_options
 
         def through_obstore(starts: list[int], ends: list[int]) -> list[Any]:

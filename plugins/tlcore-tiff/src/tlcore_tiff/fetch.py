@@ -14,7 +14,7 @@ fetched by several requests at once.
 Fetching ahead: :func:`prefetch_ranges` gets the ranges (tiles, strips, rows) that a future
 read will ask for (the reader computes both from the same region, see
 ``TiffArrayReader.prefetch``) and keeps each range as its own cache entry, named
-``"<uri>@<start>-<end>"`` (:func:`request_name`), fetched by the same merged requests a read
+``"<uri>@<start>-<end>"`` (:func:`range_name`), fetched by the same merged requests a read
 would send. Entries per range, not per request, so that a tile that several planned samples
 need is fetched once: a later sample's prefetch finds it held (its use is extended to that
 sample) and fetches only the ranges not yet held, and the reader may keep the tile decoded for
@@ -111,14 +111,10 @@ def plan_requests(
     return sorted({(lo[root(i)], hi[root(i)]) for i in range(len(spans))})
 
 
-def request_name(uri: str, start: int, end: int) -> str:
-    """The :mod:`tlcore.io.prefetch` cache name of bytes ``start:end`` of ``uri``."""
-    return f"{uri}@{start}-{end}"
-
-
 def range_name(uri: str, offset: int, length: int) -> str:
-    """The cache name of the range (``offset``, ``length``) of ``uri``."""
-    return request_name(uri, offset, offset + length)
+    """The :mod:`tlcore.io.prefetch` cache name of the range (``offset``, ``length``) of
+    ``uri``: ``"<uri>@<start>-<end>"``."""
+    return f"{uri}@{offset}-{offset + length}"
 
 
 def fetch_ranges(fetch: Fetch, uri: str, ranges: list[tuple[int, int]]) -> list[Any]:
