@@ -299,10 +299,11 @@ def run(args: argparse.Namespace) -> int:
         per_crop = chunks_per_crop(args.shape, args.crop, args.chunks)
         touched_kib = per_crop * mean_chunk / 1024
         tiff = tmp / "m.ome.tif"
+        tiff_touched: tuple[float, float] | None = None
         if args.tiff:  # a crop touches its tiles in each of its planes
             tile = _write_tiff(store, tiff, args.chunks[1], args.tiff_compression)
             tiles = chunks_per_crop(args.shape, args.crop, (1, *args.chunks[1:]))
-            args.tiff_touched = (tiles, tiles * tile / 1024)
+            tiff_touched = (tiles, tiles * tile / 1024)
         for w in workers:
             cpu, arrivals = _epoch(str(store), {}, w, args.crops, args.crop, args.seed)
             rows.append(_row("local disk", w, args.crops, arrivals))
@@ -344,7 +345,7 @@ def run(args: argparse.Namespace) -> int:
         if original is not None:
             os.environ[ENV] = original
     print()
-    print(table(rows, touched_kib, per_crop, args))
+    print(table(rows, touched_kib, per_crop, args, tiff_touched))
     for r in rows:  # the issue's target: a tiled TIFF at least half the zarr store's crops/s
         z = next((q for q in rows if q.workers == r.workers
                   and q.what == r.what.replace("S3 tiff", "S3 zarr", 1)), None)  # fmt: skip
@@ -395,8 +396,10 @@ def _print_row(row: Row) -> None:
     print(f"  {row.what:<18} {row.workers} workers: {row.rate:5.1f} crops/s", file=sys.stderr)
 
 
-def table(rows: list[Row], touched_kib: float, per_crop: float, args: argparse.Namespace) -> str:
-    """The rows as a markdown table, with the ratios the targets are about."""
+def table(rows: list[Row], touched_kib: float, per_crop: float, args: argparse.Namespace,
+          tiff: tuple[float, float] | None = None) -> str:  # fmt: skip
+    """The rows as a markdown table, with the ratios the targets are about; ``tiff``: the tiles
+    and KiB a crop touches in the TIFF, which its rows' bytes are compared with."""
     zero = {(r.what.replace(" 0 ms", ""), r.workers): r for r in rows if r.what.endswith(" 0 ms")}
     head = (
         f"{args.crops} random crops {args.crop} (Z,Y,X) per row from {args.timepoints} x "
@@ -405,7 +408,7 @@ def table(rows: list[Row], touched_kib: float, per_crop: float, args: argparse.N
         + (
             f"; the TIFF rows' / touched: against its {tiff[0]:.1f} {args.tiff_compression} "
             f"tiles, {tiff[1]:.0f} KiB"
-            if (tiff := getattr(args, "tiff_touched", None))
+            if tiff
             else ""
         )
         + "\n\n"
@@ -420,7 +423,6 @@ def table(rows: list[Row], touched_kib: float, per_crop: float, args: argparse.N
             base = zero.get((r.what.rsplit(" ", 2)[0], r.workers))
         ratio = f"{r.steady / base.steady:.2f}x" if base and base.steady else ""
         remote = r.gets == r.gets  # not NaN
-        tiff = getattr(args, "tiff_touched", None)
         against = tiff[1] if tiff and r.what.startswith("S3 tiff") else touched_kib
         lines.append(
             f"| {r.what} | {r.workers} | {r.rate:.1f} | {r.steady:.1f} | {ratio} | {r.first_s:.2f} "
