@@ -123,14 +123,22 @@ def root_kind(source: Source) -> str:
 
     Raises NotOmeZarr when it holds none, or when there is no zarr group at the root.
     """
+    return _kind(_ome_root(source).attrs)
+
+
+def _ome_root(source: Source) -> GroupMeta:
+    """:func:`read_root`, its refusals as :class:`NotOmeZarr`."""
     try:
-        attrs = read_root(source).attrs
+        return read_root(source)
     except zarr.errors.ContainsArrayError as exc:
         raise NotOmeZarr(array_inside_store(source.uri)) from exc
     except NotZarr as exc:
         raise NotOmeZarr(
             "not a zarr store (no zarr.json or .zgroup at its root; is the path right?)"
         ) from exc
+
+
+def _kind(attrs: Mapping[str, Any]) -> str:
     ome = ome_attrs(attrs)
     for key in _LAYOUT_KEYS:
         if key in ome:
@@ -162,8 +170,8 @@ def read_layout(source: Source) -> Layout:
 
 @functools.lru_cache(maxsize=128)
 def _read_layout_cached(source: Source, stamped: tuple[Any, ...] | None) -> Layout:
-    kind = root_kind(source)
-    root = read_root(source)
+    root = _ome_root(source)  # the root read once: its kind and its attributes agree
+    kind = _kind(root.attrs)
     store, fmt, attrs = open_store(source), root.zarr_format, dict(root.attrs)
     ome = ome_attrs(attrs)
     if kind == "multiscales":
