@@ -50,10 +50,9 @@ def open_array(source: Source, path: str, metadata: Any = None) -> zarr.Array[An
     store = open_store(source)
     if metadata is None:
         return zarr.open_array(store=store, path=path, mode="r")
-    from zarr.core.array import AsyncArray
-    from zarr.storage._common import StorePath
+    from zarr.storage import StorePath  # public names only (not zarr.storage._common)
 
-    return zarr.Array(AsyncArray(metadata=metadata, store_path=StorePath(store, path)))
+    return zarr.Array(zarr.AsyncArray(metadata=metadata, store_path=StorePath(store, path)))
 
 
 @dataclass(frozen=True)
