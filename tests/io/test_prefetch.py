@@ -66,6 +66,24 @@ def test_a_read_waits_for_the_fetch_in_flight() -> None:
     assert cache.stats.waited == 2 and cache.stats.hits == 2
 
 
+def test_a_buffer_is_held_as_given_and_lookup_now_never_waits() -> None:
+    import numpy as np
+
+    cache = ahead.AheadCache(budget=1000)
+    chunk = np.frombuffer(b"\x01\x02" * 300, dtype=np.uint8)  # read-only, like a client's
+    assert cache.claim("a", 1) is not None
+    cache.fill("a", chunk)
+    assert cache.used == 600  # its bytes, whatever the object
+    held, data = cache.lookup_now("a")
+    assert held and data is chunk  # not copied
+    assert cache.claim("b", 1) is not None  # in flight
+    assert cache.lookup_now("b") == (False, None)
+    assert cache.stats.waited == 0  # did not wait for the fetch in flight
+    cache.fill("b", memoryview(b"xyz"))
+    assert cache.lookup_now("b")[0] and cache.used == 603
+    assert cache.lookup_now("never") == (False, None) and cache.stats.hits == 2
+
+
 def test_room_is_waited_for() -> None:
     cache = ahead.AheadCache(budget=10)
     _fetch(cache, "a", b"x" * 8, until=1)

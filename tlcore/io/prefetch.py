@@ -10,8 +10,10 @@ other format's range fetch can do the same:
   byte range, e.g. ``"s3://b/x.zarr/0/c/0/0/0"`` or ``"s3://b/x.tif@1024-2048"``): a
   :class:`concurrent.futures.Future` to fetch into, or None when ``name`` is already held or
   being fetched (its use is then extended to ``until``);
-* :meth:`AheadCache.fill` with the bytes (``None`` after a failed fetch: nothing is kept and
-  the read falls back to a normal request);
+* :meth:`AheadCache.fill` with the bytes (``bytes``, or any read-only object with the buffer
+  protocol, such as a uint8 numpy array over a client's own buffer: kept as given, not
+  copied; ``None`` after a failed fetch: nothing is kept and the read falls back to a normal
+  request);
 * :meth:`AheadCache.lookup` (or :meth:`AheadCache.lookup_async` from a coroutine) in the read
   path: ``(True, data)`` on a hit, waiting for a fetch of ``name`` in flight rather than
   sending a second request; ``(False, None)`` otherwise.
@@ -50,6 +52,11 @@ DEFAULT_BUDGET = 48 * 2**20
 WAIT_S = 30.0
 
 
+#: What an entry holds: ``bytes``, or a read-only object with the buffer protocol (a uint8 numpy
+#: array over a client's own buffer); None for an object that does not exist.
+Held = Any
+
+
 @dataclass
 class AheadStats:
     """Counters of one process's cache (read them in that process)."""
@@ -68,7 +75,7 @@ class AheadStats:
 
 @dataclass
 class _Entry:
-    data: bytes | None  # None: the object does not exist (a read returns "absent" too)
+    data: Held  # None: the object does not exist (a read returns "absent" too)
     until: int
     lane: int
     read: bool = False
@@ -78,7 +85,11 @@ class _Entry:
     def nbytes(self) -> int:
         if self.decoded is not None:
             return int(self.decoded.nbytes)
-        return len(self.data) if self.data is not None else 0
+        return _size(self.data)
+
+
+def _size(data: Held) -> int:
+    return memoryview(data).nbytes if data is not None else 0
 
 
 class AheadCache:
@@ -91,12 +102,12 @@ class AheadCache:
         self.used = 0
         self.stats = AheadStats()
         self._entries: dict[str, _Entry] = {}
-        self._pending: dict[str, tuple[Future[bytes | None], int, int]] = {}
+        self._pending: dict[str, tuple[Future[Held], int, int]] = {}
         self._begun: dict[int, int] = {}  # lane -> the sample its reads are making now
         self._cond = threading.Condition()
 
     # -- the fetching side ---------------------------------------------------------------------
-    def claim(self, name: str, until: int, lane: int = 0) -> Future[bytes | None] | None:
+    def claim(self, name: str, until: int, lane: int = 0) -> Future[Held] | None:
         """A future to fetch ``name`` into (complete it with :meth:`fill`), or None when it is
         held or already being fetched; either way it is now kept until sample ``until`` of
         ``lane`` is done (each prefetching dataset of a process numbers its samples in a lane
@@ -115,16 +126,16 @@ class AheadCache:
                 if pending[2] == lane:
                     self._pending[name] = (pending[0], max(pending[1], until), lane)
                 return None
-            future: Future[bytes | None] = Future()
+            future: Future[Held] = Future()
             self._pending[name] = (future, until, lane)
             return future
 
-    def fill(self, name: str, data: bytes | None, *, ok: bool = True) -> None:
+    def fill(self, name: str, data: Any, *, ok: bool = True) -> None:
         """The outcome of a claimed fetch: ``data`` (None with ``ok``: the object does not
         exist), or ``ok=False`` when the fetch failed (nothing is kept)."""
         with self._cond:
             future, until, lane = self._pending.pop(name, (None, 0, 0))
-            size = len(data) if data is not None else 0
+            size = _size(data)
             if not ok:
                 self.stats.failed += 1
             elif self.used + size > self.budget:
@@ -157,7 +168,7 @@ class AheadCache:
             return self._cond.wait_for(lambda: self.used + nbytes <= self.budget, timeout)
 
     # -- the reading side ----------------------------------------------------------------------
-    def lookup(self, name: str, wait_s: float = WAIT_S) -> tuple[bool, bytes | None]:
+    def lookup(self, name: str, wait_s: float = WAIT_S) -> tuple[bool, Held]:
         """``(True, data)`` when ``name`` is held (after waiting up to ``wait_s`` for a fetch
         of it in flight), else ``(False, None)``: the caller reads it itself."""
         with self._cond:
@@ -168,7 +179,7 @@ class AheadCache:
                 pending[0].result(timeout=wait_s)
         return self._hit(name)
 
-    async def lookup_async(self, name: str, wait_s: float = WAIT_S) -> tuple[bool, bytes | None]:
+    async def lookup_async(self, name: str, wait_s: float = WAIT_S) -> tuple[bool, Held]:
         """:meth:`lookup` for a coroutine: waits without blocking its event loop."""
         with self._cond:
             pending = self._pending.get(name)
@@ -178,7 +189,13 @@ class AheadCache:
                 await asyncio.wait_for(asyncio.wrap_future(pending[0]), wait_s)
         return self._hit(name)
 
-    def _hit(self, name: str) -> tuple[bool, bytes | None]:
+    def lookup_now(self, name: str) -> tuple[bool, Held]:
+        """:meth:`lookup` without waiting: ``(False, None)`` also while a fetch of ``name`` is
+        in flight (await it with :meth:`lookup_async`, or read it). For a read that takes what
+        is already held without a trip through its event loop."""
+        return self._hit(name)
+
+    def _hit(self, name: str) -> tuple[bool, Held]:
         with self._cond:
             entry = self._entries.get(name)
             if entry is None or entry.decoded is not None:  # decoded: no bytes held
