@@ -9,10 +9,11 @@ a heap back once it exceeds its trim threshold: either way the next sample's buf
 memory, and every 4 KiB page of it costs a page fault and a zeroing in the kernel. Which of the
 two happens, and when, depends on the order of earlier frees, so workers differ from run to run.
 
-Measured with 4 workers on 2 cores, random 32 x 128 x 128 crops of a zstd OME-Zarr: 1,200-1,700
-page faults per crop and 19-22 ms of worker CPU per crop before, 600 (the crop's shared-memory
-pages that carry it to the main process) and 17 ms after, for 1-2% more resident memory per
-worker (docs/performance.md).
+Measured with 4 workers on 2 cores, random 32 x 128 x 128 crops of a zstd OME-Zarr on S3
+(moto on loopback), in alternating runs: 1,270-1,440 page faults per crop and 23-26 ms of worker
+CPU per crop with glibc's defaults, 840-870 (600 of them the crop's shared-memory pages that
+carry it to the main process) and 21-24 ms tuned; a worker stays at its peak memory between
+samples instead of dropping below it (docs/performance.md).
 
 Only processes tlcore sets up as DataLoader workers (:func:`tlcore.training.workers.worker_init`)
 are tuned: never the user's main process. ``TLCORE_WORKER_MALLOC=0`` leaves workers at glibc's
