@@ -130,7 +130,7 @@ class AheadCache:
             self._pending[name] = (future, until, lane)
             return future
 
-    def fill(self, name: str, data: Any, *, ok: bool = True) -> None:
+    def fill(self, name: str, data: Held, *, ok: bool = True) -> None:
         """The outcome of a claimed fetch: ``data`` (None with ``ok``: the object does not
         exist), or ``ok=False`` when the fetch failed (nothing is kept)."""
         with self._cond:
