@@ -28,6 +28,7 @@ from tlcore.prediction.data import TileBatches
 from tlcore.prediction.grid import TileId, UnitId
 from tlcore.prediction.run import Job
 from tlcore.prediction.writer import OutputStore
+from tlcore.training.workers import worker_init
 
 __all__ = ["PredictionDataModule", "PredictionWriter"]
 
@@ -139,7 +140,7 @@ class PredictionDataModule(pl.LightningDataModule):  # type: ignore[misc]  # unt
     def predict_dataloader(self) -> torch.utils.data.DataLoader[Any]:
         return torch.utils.data.DataLoader(
             self.dataset(), batch_size=None, num_workers=self.num_workers,
-            pin_memory=torch.cuda.is_available(),
+            pin_memory=torch.cuda.is_available(), worker_init_fn=worker_init,
         )  # fmt: skip
 
 

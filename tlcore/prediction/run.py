@@ -19,6 +19,7 @@ from tlcore.prediction.errors import PredictionError
 from tlcore.prediction.grid import BLENDS, Plan
 from tlcore.prediction.writer import OutputStore, ome_attributes
 from tlcore.progress import Bar
+from tlcore.training.workers import worker_init
 
 __all__ = ["Job", "predict"]
 
@@ -309,9 +310,11 @@ def _run(model: ModelSpec, input: Any, out: Any, *, checkpoint: str | None, devi
                        channels=job.channels, times=job.times)  # fmt: skip
     mine = sum(len(b) for b in plan.batches(job.batch_size, rank, world))
     todo = sum(len(b) for b in needed_batches(plan, job.batch_size, rank, world, done))
+    # worker_init: the training workers' set-up (obstore for S3 reads, decode threads shared
+    # between workers, dask synchronous after the fork, large buffers reused).
     loader = torch.utils.data.DataLoader(
         data, batch_size=None, num_workers=num_workers, pin_memory=dev.type == "cuda",
-        persistent_workers=False,
+        persistent_workers=False, worker_init_fn=worker_init,
     )  # fmt: skip
     assembler = Assembler(plan, store, int(y.shape[1]), skip=done)
     try:
