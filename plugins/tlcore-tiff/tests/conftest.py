@@ -259,3 +259,33 @@ def tifffile_reference_factory() -> Callable[..., Callable[[], np.ndarray]]:
 @pytest.fixture
 def to_tczyx() -> Callable[..., np.ndarray]:
     return tczyx
+
+
+@pytest.fixture(scope="module")
+def tiled_movie(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Callable[..., tuple[Path, np.ndarray]]:
+    """Factory: ``tiled_movie(name, shape, seed, tile)`` writes random uint16 TCZYX pixels as
+    a zlib-tiled OME-TIFF ``name`` (``tile`` x ``tile`` tiles) and returns its path and pixels."""
+
+    def make(name: str, shape: tuple[int, ...], seed: int, tile: int) -> tuple[Path, np.ndarray]:
+        data = np.random.default_rng(seed).integers(0, 900, shape).astype(np.uint16)
+        path = tmp_path_factory.mktemp("tiff-movie") / name
+        tifffile.imwrite(path, data, ome=True, tile=(tile, tile), compression="zlib",
+                         metadata={"axes": "TCZYX"})  # fmt: skip
+        return path, data
+
+    return make
+
+
+@pytest.fixture
+def upload(s3_server: dict[str, Any], s3_new_bucket: str) -> Callable[[Path], str]:
+    """Factory: ``upload(path)`` puts the local file into the test's new bucket on the
+    loopback S3 server and returns its ``s3://`` URL."""
+    import s3fs
+
+    def put(path: Path) -> str:
+        s3fs.S3FileSystem(**s3_server).put_file(str(path), f"{s3_new_bucket}/{path.name}")
+        return f"s3://{s3_new_bucket}/{path.name}"
+
+    return put

@@ -11,12 +11,12 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import tifffile
 
 from tlcore.io import clients
 from tlcore.io.relay import Relay
@@ -56,20 +56,13 @@ BOX = [(1, 2), (0, 1), (0, 3), (10, 50), (5, 60)]
 
 
 @pytest.fixture(scope="module")
-def movie(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
-    data = np.random.default_rng(3).integers(0, 900, (2, 1, 3, 64, 64)).astype(np.uint16)
-    path = tmp_path_factory.mktemp("tiff-obstore") / "o.ome.tif"
-    tifffile.imwrite(path, data, ome=True, tile=(32, 32), compression="zlib",
-                     metadata={"axes": "TCZYX"})  # fmt: skip
-    return path, data
+def movie(tiled_movie: Callable[..., tuple[Path, np.ndarray]]) -> tuple[Path, np.ndarray]:
+    return tiled_movie("o.ome.tif", (2, 1, 3, 64, 64), seed=3, tile=32)
 
 
 @pytest.fixture
-def remote(s3_server: dict[str, Any], s3_new_bucket: str, movie: tuple[Path, np.ndarray]) -> str:
-    import s3fs
-
-    s3fs.S3FileSystem(**s3_server).put_file(str(movie[0]), f"{s3_new_bucket}/o.ome.tif")
-    return f"s3://{s3_new_bucket}/o.ome.tif"
+def remote(upload: Callable[[Path], str], movie: tuple[Path, np.ndarray]) -> str:
+    return upload(movie[0])
 
 
 def test_a_worker_reads_a_remote_tiff_through_obstore(

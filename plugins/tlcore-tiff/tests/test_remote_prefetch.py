@@ -6,13 +6,12 @@ datamodule gives the same batches with prefetch on or off, 0 or 2 workers."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import tifffile
 
 from tlcore import Source
 from tlcore.io import prefetch as ahead
@@ -27,20 +26,13 @@ BOX = (slice(1, 2), slice(0, 1), slice(1, 4), slice(10, 50), slice(20, 60))
 
 
 @pytest.fixture(scope="module")
-def movie(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
-    data = np.random.default_rng(8).integers(0, 900, (T, 1, Z, Y, X)).astype(np.uint16)
-    path = tmp_path_factory.mktemp("tiff-prefetch") / "p.ome.tif"
-    tifffile.imwrite(path, data, ome=True, tile=(TILE, TILE), compression="zlib",
-                     metadata={"axes": "TCZYX"})  # fmt: skip
-    return path, data
+def movie(tiled_movie: Callable[..., tuple[Path, np.ndarray]]) -> tuple[Path, np.ndarray]:
+    return tiled_movie("p.ome.tif", (T, 1, Z, Y, X), seed=8, tile=TILE)
 
 
 @pytest.fixture
-def remote(s3_server: dict[str, Any], s3_new_bucket: str, movie: tuple[Path, np.ndarray]) -> str:
-    import s3fs
-
-    s3fs.S3FileSystem(**s3_server).put_file(str(movie[0]), f"{s3_new_bucket}/p.ome.tif")
-    return f"s3://{s3_new_bucket}/p.ome.tif"
+def remote(upload: Callable[[Path], str], movie: tuple[Path, np.ndarray]) -> str:
+    return upload(movie[0])
 
 
 @pytest.fixture(autouse=True)
