@@ -214,3 +214,26 @@ def test_a_pipeline_with_a_users_transform_before_the_read_is_not_planned() -> N
         assert _pipeline_prefix(Compose(steps)) is None
     after = Compose([LoadLazyd(keys="raw"), crop, ComputeDaskd(keys="raw"), Jitter()])
     assert _pipeline_prefix(after) is not None  # only the steps before the read run ahead
+
+
+def test_only_a_compose_that_runs_its_steps_in_order_is_planned() -> None:
+    """OneOf, SomeOf and RandomOrder are Composes whose steps do not all run, or not in order:
+    running their steps before ComputeDaskd one after the other would plan boxes the sample
+    never reads. A Compose subclass that keeps Compose's call is still planned."""
+    from monai.transforms import Compose, OneOf, RandomOrder, SomeOf
+
+    from tlcore.training.prefetch import _pipeline_prefix
+    from tlcore.transforms import ComputeDaskd, LoadLazyd, RandLazyCropd
+
+    def steps() -> list[Any]:
+        return [LoadLazyd(keys="raw"), RandLazyCropd(keys="raw", roi_size=(8, 24, 24)),
+                ComputeDaskd(keys="raw")]  # fmt: skip
+
+    class Named(Compose):  # type: ignore[misc]
+        """A user's Compose with a name of its own and Compose's call."""
+
+    assert _pipeline_prefix(Compose(steps())) is not None
+    planned = _pipeline_prefix(Named(steps()))
+    assert planned is not None and len(planned[1]) == 2
+    for kind in (OneOf, SomeOf, RandomOrder):
+        assert _pipeline_prefix(kind(steps())) is None, kind.__name__

@@ -61,11 +61,18 @@ class LoaderPlan:
 def _pipeline_prefix(transforms: Any) -> tuple[Any, list[Any]] | None:
     """A private copy of ``transforms`` (a MONAI ``Compose``) and its steps before the first
     ``ComputeDaskd``: what decides a sample's reader and box without reading. None when the
-    pipeline is not a ``Compose`` with a top-level ``ComputeDaskd``."""
+    pipeline is not a ``Compose`` that runs its steps in order (not ``OneOf``, ``SomeOf``,
+    ``RandomOrder``) with a top-level ``ComputeDaskd``."""
+    from monai.transforms import Compose
+
     from tlcore.transforms import ComputeDaskd, LoadLazyd
 
     steps = getattr(transforms, "transforms", None)
     if not isinstance(steps, (list, tuple)):
+        return None
+    if not isinstance(transforms, Compose) or type(transforms).__call__ is not Compose.__call__:
+        # OneOf, SomeOf, RandomOrder (Compose subclasses) and other calls of their own do
+        # not run their steps in order: the prefix would plan boxes the sample never reads.
         return None
     at = next((i for i, t in enumerate(steps) if isinstance(t, ComputeDaskd)), None)
     if at is None or at == 0:

@@ -209,9 +209,9 @@ def _s3_row(relay: RelayProcess, what: str, url: str, workers: int,
     return row
 
 
-def _tensorstore_rate(relay: RelayProcess, args: argparse.Namespace) -> float | str:
-    """Crops/s of tensorstore with 8 threads on the same crops (:mod:`.cloud_tensorstore`), or
-    why it is missing."""
+def _tensorstore_rate(relay: RelayProcess, args: argparse.Namespace) -> Any:
+    """tensorstore with 8 threads on the same crops (:mod:`.cloud_tensorstore`): its ``Run``,
+    or why it is missing."""
     from tlcore.cli.bench.cloud_tensorstore import tensorstore_rate
 
     credentials = (str(CREDENTIALS["key"]), str(CREDENTIALS["secret"]))
@@ -221,24 +221,25 @@ def _tensorstore_rate(relay: RelayProcess, args: argparse.Namespace) -> float | 
     )
 
 
-def _tensorstore_note(before: float | str, after: float | str, latency: float,
-                      rows: list[Row]) -> str:  # fmt: skip
-    """tlcore's rows at this latency against tensorstore, measured just before and just after
-    them (their mean: the load of a shared machine drifts within a run)."""
+def _tensorstore_note(before: Any, after: Any, latency: float, rows: list[Row]) -> str:
+    """tlcore's rows at this latency against tensorstore (``Run``s, or why missing), measured
+    just before and just after them (their mean: the load of a shared machine drifts within a
+    run), in crops/s and in CPU per crop."""
     from tlcore.cli.bench.cloud_tensorstore import THREADS
 
     head = f"tensorstore, {THREADS} threads, {latency:g} ms: "
     if isinstance(before, str) or isinstance(after, str):
         return head + str(before if isinstance(before, str) else after)
-    rate = (before + after) / 2
-    head += f"{before:.1f} before and {after:.1f} after tlcore's rows, mean "
+    rate, cpu = (before.rate + after.rate) / 2, (before.cpu_ms + after.cpu_ms) / 2
+    head += f"{before.rate:.1f} before and {after.rate:.1f} after tlcore's rows, mean "
     ours = [r for r in rows if r.what.startswith("S3 zarr") and r.what.endswith(f" {latency:g} ms")]
     ratios = ", ".join(
         f"{r.what.removeprefix('S3 zarr ').removesuffix(f' {latency:g} ms') or 'default'}, "
-        f"{r.workers} workers {r.rate / rate:.2f}x (steady {r.steady / rate:.2f}x)"
+        f"{r.workers} workers {r.rate / rate:.2f}x (steady {r.steady / rate:.2f}x; "
+        f"CPU {r.cpu_ms:.1f} ms/crop, {r.cpu_ms / cpu:.1f}x)"
         for r in ours
     )
-    return head + f"{rate:.1f} crops/s; tlcore/tensorstore: {ratios}"
+    return head + f"{rate:.1f} crops/s, CPU {cpu:.1f} ms/crop; tlcore/tensorstore: {ratios}"
 
 
 def _throttle_rows(endpoint: str, url: str, rows: list[Row], args: argparse.Namespace,
