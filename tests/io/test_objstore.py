@@ -179,3 +179,23 @@ def test_only_failures_s3fs_might_not_share_are_doubts() -> None:
     assert type(trial.check(redirect)).__name__ == "ObstoreDoubt"
     trial.passed()  # once obstore has read the store, its errors are its own
     assert trial.check(redirect) is redirect
+
+
+def test_a_failed_read_raises_with_the_clients_error_still_chained() -> None:
+    """A read's error keeps the client's error it was raised from (a refusal raised as
+    PermissionError from obstore's PermissionDeniedError); on trial, the doubt chains to it."""
+    from tlcore.io.objstore import ObstoreDoubt, Trial
+
+    client = Exception("Generic S3 error: access denied by the store's policy")
+    try:
+        raise PermissionError("s3://b/x: refused") from client
+    except PermissionError as exc:
+        refused = exc
+    trial = Trial("s3://b/x")
+    with pytest.raises(ObstoreDoubt) as doubt:
+        trial.fail(refused)
+    assert doubt.value.__cause__ is refused
+    trial.passed()
+    with pytest.raises(PermissionError) as again:
+        trial.fail(refused)
+    assert again.value is refused and again.value.__cause__ is client

@@ -28,7 +28,7 @@ import logging
 import os
 import threading
 from collections.abc import Coroutine, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from tlcore.io import clients
 from tlcore.io.remote import attempts_for, is_throttled, retry_async
@@ -95,6 +95,15 @@ class Trial:
         if not self.proven and may_be_obstore_only(exc):
             return ObstoreDoubt(f"{self.uri}: {type(exc).__name__}: {exc}")
         return exc
+
+    def fail(self, exc: BaseException) -> NoReturn:
+        """Raise for a read that failed with ``exc``: :meth:`check`'s doubt, chained to
+        ``exc``, or ``exc`` itself with its own cause (``raise check(exc) from exc`` would make
+        ``exc`` its own cause and drop the client's error it was raised from)."""
+        doubt = self.check(exc)
+        if doubt is exc:
+            raise exc
+        raise doubt from exc
 
     def abandon(self, doubt: BaseException) -> None:
         """s3fs read what obstore could not: warn once."""
@@ -297,7 +306,7 @@ async def _range(
         except Exception as exc:
             if trial is None:
                 raise
-            raise trial.check(exc) from exc
+            trial.fail(exc)
         if trial is not None:
             trial.passed()
         return found

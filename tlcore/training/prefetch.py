@@ -67,13 +67,11 @@ def _pipeline_prefix(transforms: Any) -> tuple[Any, list[Any]] | None:
 
     from tlcore.transforms import ComputeDaskd, LoadLazyd
 
-    steps = getattr(transforms, "transforms", None)
-    if not isinstance(steps, (list, tuple)):
-        return None
     if not isinstance(transforms, Compose) or type(transforms).__call__ is not Compose.__call__:
         # OneOf, SomeOf, RandomOrder (Compose subclasses) and other calls of their own do
         # not run their steps in order: the prefix would plan boxes the sample never reads.
         return None
+    steps = transforms.transforms
     at = next((i for i, t in enumerate(steps) if isinstance(t, ComputeDaskd)), None)
     if at is None or at == 0:
         return None

@@ -36,6 +36,7 @@ from typing import Any
 
 from tlcore.cli.bench import zyx
 from tlcore.cli.bench.cloud_moto import moto_server
+from tlcore.cli.bench.cloud_tensorstore import Run
 from tlcore.io.clients import DEFAULT, ENV
 
 BUCKET = "tlcore-bench"
@@ -209,20 +210,21 @@ def _s3_row(relay: RelayProcess, what: str, url: str, workers: int,
     return row
 
 
-def _tensorstore_rate(relay: RelayProcess, args: argparse.Namespace) -> Any:
-    """tensorstore with 8 threads on the same crops (:mod:`.cloud_tensorstore`): its ``Run``,
-    or why it is missing."""
-    from tlcore.cli.bench.cloud_tensorstore import tensorstore_rate
+def _tensorstore_run(relay: RelayProcess, args: argparse.Namespace) -> Run | str:
+    """tensorstore with 8 threads on the same crops (:mod:`.cloud_tensorstore`): its figures,
+    or why they are missing."""
+    from tlcore.cli.bench.cloud_tensorstore import tensorstore_run
 
     credentials = (str(CREDENTIALS["key"]), str(CREDENTIALS["secret"]))
     shape = (args.timepoints, *args.shape)
-    return tensorstore_rate(
+    return tensorstore_run(
         relay.url, BUCKET, "m.ome.zarr/0", credentials, shape, args.crop, args.crops, args.seed
     )
 
 
-def _tensorstore_note(before: Any, after: Any, latency: float, rows: list[Row]) -> str:
-    """tlcore's rows at this latency against tensorstore (``Run``s, or why missing), measured
+def _tensorstore_note(before: Run | str, after: Run | str, latency: float,
+                      rows: list[Row]) -> str:  # fmt: skip
+    """tlcore's rows at this latency against tensorstore (its figures, or why missing), measured
     just before and just after them (their mean: the load of a shared machine drifts within a
     run), in crops/s and in CPU per crop."""
     from tlcore.cli.bench.cloud_tensorstore import THREADS
@@ -323,7 +325,7 @@ def run(args: argparse.Namespace) -> int:
             for latency in latencies:
                 relay = RelayProcess(endpoint, latency / 1000)
                 try:
-                    ts_before = _tensorstore_rate(relay, args) if args.tensorstore else ""
+                    ts_before = _tensorstore_run(relay, args) if args.tensorstore else ""
                     for (kind, url), (label, ahead) in _prefetch_runs(targets, args.prefetch):
                         for client in s3_clients:
                             os.environ[ENV] = client or saved or DEFAULT  # read by the workers
@@ -331,7 +333,7 @@ def run(args: argparse.Namespace) -> int:
                                 what = f"S3 {kind}{label}{client and ' ' + client} {latency:g} ms"
                                 rows.append(_s3_row(relay, what, url, w, args, ahead))
                     if args.tensorstore:
-                        ts_after = _tensorstore_rate(relay, args)
+                        ts_after = _tensorstore_run(relay, args)
                         notes.append(_tensorstore_note(ts_before, ts_after, latency, rows))
                 finally:
                     relay.stop()

@@ -65,7 +65,7 @@ def _child(spec: dict[str, Any], boxes: list[tuple[int, ...]], roi: Sequence[int
         conn.send(f"failed ({type(exc).__name__}: {str(exc)[:300]})")
 
 
-def tensorstore_rate(
+def tensorstore_run(
     endpoint: str,
     bucket: str,
     array_path: str,
