@@ -23,6 +23,11 @@ def test_the_note_sets_each_zarr_row_against_the_mean_of_both_tensorstore_runs()
     # 80 crops/s against 90; 24 ms of CPU per crop against 12. The 0 ms and TIFF rows stay out.
     assert note.endswith("obstore, 4 workers 0.89x (steady 1.00x; CPU 24.0 ms/crop, 2.0x)")
     assert "tiff" not in note and "5.0 ms" not in note
+    # A run of the environment's client names its rows without one: "default".
+    plain = [Row("S3 zarr 30 ms", 2, 160, seconds=2.0, steady=90.0, first_s=0.3, cpu_ms=24.0)]
+    assert _tensorstore_note(Run(100.0, 10.0), Run(80.0, 14.0), 30, plain).endswith(
+        "default, 2 workers 0.89x (steady 1.00x; CPU 24.0 ms/crop, 2.0x)"
+    )
     missing = _tensorstore_note("not installed", Run(1.0, 1.0), 30, rows)
     assert missing.endswith("ms: not installed")
 

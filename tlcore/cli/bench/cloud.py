@@ -236,7 +236,7 @@ def _tensorstore_note(before: Run | str, after: Run | str, latency: float,
     head += f"{before.rate:.1f} before and {after.rate:.1f} after tlcore's rows, mean "
     ours = [r for r in rows if r.what.startswith("S3 zarr") and r.what.endswith(f" {latency:g} ms")]
     ratios = ", ".join(
-        f"{r.what.removeprefix('S3 zarr ').removesuffix(f' {latency:g} ms') or 'default'}, "
+        f"{r.what.removesuffix(f' {latency:g} ms').removeprefix('S3 zarr').strip() or 'default'}, "
         f"{r.workers} workers {r.rate / rate:.2f}x (steady {r.steady / rate:.2f}x; "
         f"CPU {r.cpu_ms:.1f} ms/crop, {r.cpu_ms / cpu:.1f}x)"
         for r in ours
